@@ -1,0 +1,124 @@
+"""The suite data model: cases, test sets, and the suite registry.
+
+A case is one labelled volume (one subject, one frame) on its original grid. Cases are
+loaded lazily through `CaseRef` so a suite with hundreds of volumes costs nothing until a
+test set is evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Mapping, Protocol
+
+import numpy as np
+
+from robench.errors import ConfigError, DataError
+
+TestSetKind = Literal["intra", "cross-site", "artefact"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One volume. `image` and `label` are (Z, Y, X); `spacing` is (z, y, x) in mm.
+
+    `affine` is the 4x4 voxel-to-world matrix of the source file in its own axis order
+    (X, Y, Z) when the source had one, so predictions can be written back onto it.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    spacing: tuple[float, float, float]
+    meta: Mapping[str, object] = field(default_factory=dict)
+    affine: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """A case that has not been read yet: its id, metadata known without reading, and a loader."""
+
+    case_id: str
+    loader: Callable[[], Case]
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+    def load(self) -> Case:
+        return self.loader()
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str
+    kind: TestSetKind
+    cases: tuple[CaseRef, ...]
+    meta: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """What a run needs from a suite: training, validation and named test sets."""
+
+    name: str
+    train: tuple[CaseRef, ...]
+    val: tuple[CaseRef, ...]
+    test_sets: tuple[TestSet, ...]
+    classes: Mapping[str, int]
+    fingerprint: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Everything a suite may need to locate and split its data."""
+
+    data_root: Path | None = None
+    cval: int = 0
+    cache_dir: Path | None = None
+    extra_roots: Mapping[str, Path] = field(default_factory=dict)
+
+
+class Suite(Protocol):
+    name: str
+    description: str
+    source: str
+
+    def build(self, options: SuiteOptions) -> SuiteData: ...
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register_suite(suite: Suite) -> Suite:
+    if suite.name in SUITES:
+        raise ValueError(f"suite {suite.name!r} registered twice")
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_suite(name: str) -> Suite:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ConfigError(f"unknown suite {name!r}; registered suites: {', '.join(sorted(SUITES))}") from None
+
+
+def check_case(case: Case, source: str, n_classes: int) -> Case:
+    """Validate a freshly read case; every problem names the file and what to do."""
+    if case.image.ndim != 3:
+        raise DataError(f"{source}: image has {case.image.ndim} dimensions, expected 3 (slices, rows, columns)")
+    if not np.all(np.isfinite(case.image)):
+        raise DataError(f"{source}: image contains NaN or infinite values; fix or remove this file")
+    if len(case.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in case.spacing):
+        raise DataError(f"{source}: spacing {case.spacing} is missing or not positive; the file needs a valid voxel size")
+    if case.label is not None:
+        if case.label.shape != case.image.shape:
+            raise DataError(
+                f"{source}: label shape {case.label.shape} does not match image shape {case.image.shape}"
+            )
+        values = np.unique(case.label)
+        bad = values[(values < 0) | (values >= n_classes)]
+        if bad.size:
+            raise DataError(
+                f"{source}: unexpected label values {bad.tolist()}; expected 0..{n_classes - 1}"
+            )
+    return case
