@@ -1,0 +1,158 @@
+"""Find finished run folders under a results root and load their records.
+
+A run folder counts only once it holds `done.json` (DomainBed's `done` marker): before that
+its records may be partial, so unfinished folders (a `config.json` without `done.json`) are
+skipped and counted, never read. The count and paths travel in `runs.attrs` so the tables
+can say how many runs were left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from robench.benchmark.records import RECORD_COLUMNS
+from robench.errors import ConfigError, DataError
+
+DONE_FILE = "done.json"
+CONFIG_FILE = "config.json"
+RECORDS_FILE = "records.parquet"
+CONFIG_KEYS = ("method", "suite", "budget", "seed", "cval", "hparams")
+COST_KEYS = ("train_seconds", "peak_memory_mb", "infer_seconds_per_volume")
+RUN_TABLE_COLUMNS = ("run_id", "path", "method", "suite", "budget", "seed", "cval", "hparams", *COST_KEYS, "device")
+
+
+def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (records of every finished run, one row per finished run).
+
+    The run table holds the config keys, `hparams` as canonical JSON, the cost numbers of
+    `done.json` (NaN / None when absent) and `path` relative to `root`.
+    `runs.attrs["n_unfinished"]` and `runs.attrs["unfinished"]` report the skipped folders.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"results root {root} does not exist or is not a folder; pass the folder your runs wrote to")
+    finished = sorted(done.parent for done in root.rglob(DONE_FILE))
+    if not finished:
+        raise DataError(f"no finished run under {root}: a finished run folder holds {DONE_FILE}; wait for runs to finish or check the path")
+    unfinished = sorted(
+        config.parent
+        for config in root.rglob(CONFIG_FILE)
+        if not (config.parent / DONE_FILE).exists() and not any(config.parent.is_relative_to(f) for f in finished)
+    )
+
+    record_parts: list[pd.DataFrame] = []
+    run_rows: list[dict] = []
+    seen: dict[str, Path] = {}
+    for folder in finished:
+        records, run = _read_run(folder, root)
+        if run["run_id"] in seen:
+            raise DataError(f"run id {run['run_id']} appears in both {seen[run['run_id']]} and {folder}; remove the copy")
+        seen[run["run_id"]] = folder
+        run_rows.append(run)
+        if len(records):
+            record_parts.append(records)
+
+    records = pd.concat(record_parts, ignore_index=True) if record_parts else pd.DataFrame(columns=list(RECORD_COLUMNS))
+    runs = pd.DataFrame(run_rows, columns=list(RUN_TABLE_COLUMNS))
+    runs.attrs["n_unfinished"] = len(unfinished)
+    runs.attrs["unfinished"] = [str(folder.relative_to(root)) for folder in unfinished]
+    return records, runs
+
+
+def canonical_hparams(value: object) -> str:
+    """Hyperparameters as sorted JSON, so equal settings compare equal whatever their source.
+
+    Keys whose value is None are dropped: Parquet stores dicts as structs and fills keys
+    that only other runs have with None.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = {}
+    if isinstance(value, Mapping):
+        value = {str(k): v for k, v in value.items() if v is not None}
+        return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(value, default=str)
+
+
+def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
+    config_path = folder / CONFIG_FILE
+    config = _read_json(config_path, required=True)
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise DataError(f"{config_path} lacks the keys {missing}; the run folder was not written by robench")
+    done = _read_json(folder / DONE_FILE, required=False)
+    records = _read_records(folder / RECORDS_FILE)
+
+    run_ids = records["run_id"].dropna().astype(str).unique()
+    if len(run_ids) > 1:
+        raise DataError(f"{folder / RECORDS_FILE} holds several run ids {sorted(run_ids)}; one run folder holds one run")
+    run_id = run_ids[0] if len(run_ids) else str(config.get("run_id", folder.relative_to(root)))
+    for key in ("method", "suite", "budget"):
+        found = {str(v) for v in records[key].dropna().unique()}
+        if found and found != {str(config[key])}:
+            raise DataError(
+                f"{folder / RECORDS_FILE} has {key} {sorted(found)} but {config_path} says {config[key]!r}; the folder mixes runs"
+            )
+
+    run = {
+        "run_id": run_id,
+        "path": str(folder.relative_to(root)),
+        **{key: config[key] for key in ("method", "suite", "budget", "seed", "cval")},
+        "hparams": canonical_hparams(config["hparams"]),
+    }
+    for key in COST_KEYS:
+        run[key] = _number(done.get(key), folder / DONE_FILE, key)
+    run["device"] = None if done.get("device") is None else str(done["device"])
+    return records, run
+
+
+def _read_json(path: Path, *, required: bool) -> dict:
+    if not path.exists():
+        if required:
+            raise DataError(f"{path} is missing; the run folder is incomplete, re-run it or delete it")
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        if required:
+            raise DataError(f"{path} is empty; re-run this run or delete its folder")
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); re-run this run or delete its folder") from exc
+    if not isinstance(value, dict):
+        raise DataError(f"{path} must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _read_records(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path} is missing although the run is marked done; re-run this run or delete its folder")
+    try:
+        records = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path} cannot be read as Parquet ({exc}); re-run this run or delete its folder") from exc
+    missing = [column for column in RECORD_COLUMNS if column not in records.columns]
+    if missing:
+        raise DataError(
+            f"{path} lacks the record columns {missing}; records must follow robench.benchmark.records.RECORD_COLUMNS"
+        )
+    return records
+
+
+def _number(value: object, path: Path, key: str) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: {key} must be a number, found {value!r}") from exc
