@@ -1,0 +1,106 @@
+"""RunConfig and budgets. A run is identified by the hash of its canonical config.
+
+Budgets trade resolution and iterations for time while keeping the field of view of the
+paper's protocol: `quick` and `smoke` resample in-plane to 2× and 4× the paper's spacing
+and crop 96² and 48², which cover the same 262 mm as the paper's 192² at 1.367 mm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from robench.errors import ConfigError
+
+PAPER_SPACING_MM = 1.36719
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much compute a run gets and at what resolution it trains and predicts."""
+
+    name: str
+    spacing_mm: float  # in-plane target spacing after resampling
+    pad: int  # slices are padded/cropped to pad² before augmentation
+    crop: int  # network input size (training crop, test-time crop)
+    batch_size: int  # half augmented, half the same slices un-augmented (methods.md §1 step 1)
+    epochs: int | None  # paper: epochs over the labelled training slices
+    iterations: int | None  # quick/smoke: a fixed number of updates
+    val_every: int | None  # iterations between validations (None: once per epoch)
+    checkpoint_every: int  # iterations between resumable checkpoints
+    description: str
+
+    def total_iterations(self, n_train_slices: int) -> int:
+        if self.iterations is not None:
+            return self.iterations
+        assert self.epochs is not None
+        return self.epochs * self.iterations_per_epoch(n_train_slices)
+
+    def iterations_per_epoch(self, n_train_slices: int) -> int:
+        per_step = self.batch_size // 2
+        return max(1, -(-n_train_slices // per_step))
+
+    def validation_interval(self, n_train_slices: int) -> int:
+        return self.val_every or self.iterations_per_epoch(n_train_slices)
+
+
+BUDGETS: dict[str, Budget] = {
+    b.name: b
+    for b in (
+        Budget(
+            "smoke", PAPER_SPACING_MM * 4, 56, 48, 4, None, 12, 6, 6,
+            "seconds: 12 updates at 5.47 mm / 48², for tests only",
+        ),
+        Budget(
+            "quick", PAPER_SPACING_MM * 2, 112, 96, 10, None, 600, 100, 50,
+            "minutes on 2 CPU cores: 600 updates of 5+5 slices at 2.73 mm / 96²",
+        ),
+        Budget(
+            "paper", PAPER_SPACING_MM, 224, 192, 20, 600, None, None, 200,
+            "the protocol: 600 epochs of 10+10 slices at 1.367 mm / 192² (GPU)",
+        ),
+    )
+}
+
+
+def get_budget(name: str) -> Budget:
+    try:
+        return BUDGETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}") from None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers. Its hash names the run folder."""
+
+    suite: str
+    method: str
+    seed: int = 0
+    cval: int = 0
+    budget: str = "quick"
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=dict)  # data fingerprints, not paths
+
+    def canonical(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hparams"] = dict(sorted(self.hparams.items()))
+        d["data"] = dict(sorted(self.data.items()))
+        return d
+
+    def run_id(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_hparam_overrides(items: list[str] | None) -> dict[str, str]:
+    """`key=value` strings → dict (values are typed later against the method's defaults)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--hparam expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,78 @@
+"""Using a finished run on data outside its suite: `robench evaluate` and `robench predict`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from robench.benchmark.config import get_budget
+from robench.benchmark.evaluate import evaluate, predict_volume
+from robench.benchmark.runner import build_method
+from robench.benchmark.store import RunFolder, write_records
+from robench.benchmark.suites import acdc
+from robench.benchmark.suites.base import Case, TestSet, check_case
+from robench.benchmark.suites.nifti import load_nifti, save_nifti, xyz_to_zyx
+from robench.benchmark.train import load_best, pick_device
+from robench.errors import ConfigError, DataError, RunStateError
+from robench.labels import CARDIAC_CLASSES, NUM_CARDIAC_CLASSES
+from robench.methods import Method
+
+
+def load_finished_run(run_dir: Path, device: str) -> tuple[RunFolder, dict, Method]:
+    folder = RunFolder(Path(run_dir))
+    if not folder.started:
+        raise RunStateError(f"{run_dir}: not a robench run folder (no config.json)")
+    if not folder.finished:
+        raise RunStateError(f"{run_dir}: run not finished; complete it with `robench run ... --resume` first")
+    config = folder.config()
+    method = build_method(config["method"], config["hparams"], config["seed"], NUM_CARDIAC_CLASSES, pick_device(device))
+    load_best(method, folder)
+    return folder, config, method
+
+
+def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind: str, device: str):
+    if kind not in ("intra", "cross-site", "artefact"):
+        raise ConfigError(f"--kind must be intra, cross-site or artefact, got {kind!r}")
+    folder, config, method = load_finished_run(run_dir, device)
+    root = Path(test_root).expanduser().resolve()
+    subjects = acdc.discover_acdc(root)
+    name = name or root.name
+    refs = tuple(r for s in subjects.values() for r in acdc.case_refs(s, {"site": name}))
+    budget = get_budget(config["budget"])
+    info = {k: config[k] for k in ("method", "suite", "budget", "seed", "cval")}
+    info["run_id"] = config["run_id"]
+    import json
+
+    info["hparams"] = json.dumps(config["hparams"], sort_keys=True)
+    result = evaluate(
+        method, [TestSet(name, kind, refs)], budget, CARDIAC_CLASSES, info,  # type: ignore[arg-type]
+        hd95_variant=config.get("hd95_variant", "max_directed"),
+    )
+    tag = hashlib.sha256(str(sorted(subjects)).encode()).hexdigest()[:8]
+    path = folder.path / "evaluations" / f"{name}-{tag}.parquet"
+    write_records(path, result.records)
+    return path, result.records
+
+
+def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | None, device: str) -> Iterator[Path]:
+    _, config, method = load_finished_run(run_dir, device)
+    mode = method.check_mode(mode)
+    budget = get_budget(config["budget"])
+    out.mkdir(parents=True, exist_ok=True)
+    for path in images:
+        data, zooms, affine = load_nifti(path)
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise DataError(f"{path}: expected a 3-D short-axis volume, found shape {data.shape}; split 4-D cines into frames")
+        case = check_case(
+            Case(path.name, xyz_to_zyx(data).astype(np.float32), None, (zooms[2], zooms[1], zooms[0]), {}, affine),
+            str(path), NUM_CARDIAC_CLASSES,
+        )
+        mask = predict_volume(method, case, budget, [mode])[mode]
+        target = out / path.name
+        save_nifti(mask.astype(np.uint8), affine, target)
+        yield target

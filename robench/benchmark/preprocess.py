@@ -1,0 +1,114 @@
+"""The paper's pre-processing (protocol.md §2) and the inverse mapping of predictions.
+
+Volume: clip to the 2nd/98th percentile, rescale to [0, 1], resample in-plane to the
+budget's spacing (linear image, nearest label), keep the slice spacing. Training slices
+are fitted (centre pad/crop) to the pad size; test slices to the crop size and min-max
+normalised per slice. Predictions are probability maps that are un-fitted and resampled
+(linearly) back to the volume's original grid before the argmax, so metrics are computed
+on the grid the reference was drawn on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from robench.benchmark.suites.base import Case
+
+
+def normalise_volume(image: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
+    lo, hi = np.percentile(image, [low, high])
+    if hi <= lo:
+        return np.zeros_like(image, dtype=np.float32)
+    return ((np.clip(image, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def inplane_size(shape_yx: tuple[int, int], spacing_yx: tuple[float, float], target: float) -> tuple[int, int]:
+    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape_yx, spacing_yx))  # type: ignore[return-value]
+
+
+def resample_slices(volume: np.ndarray | torch.Tensor, size: tuple[int, int], *, labels: bool = False) -> torch.Tensor:
+    """(Z, Y, X) or (Z, C, Y, X) → same with new (Y, X); linear for intensities/probabilities, nearest for labels."""
+    t = torch.as_tensor(volume)
+    squeeze = t.ndim == 3
+    if squeeze:
+        t = t[:, None]
+    if labels:
+        out = F.interpolate(t.float(), size=size, mode="nearest-exact").to(torch.int64)
+    else:
+        out = F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+    return out[:, 0] if squeeze else out
+
+
+def fit(x: torch.Tensor, size: int, fill: float = 0.0) -> torch.Tensor:
+    """Centre pad/crop the last two dims to size×size."""
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    if top < 0 or left < 0:
+        pad_t, pad_l = max(0, -top), max(0, -left)
+        pad_b, pad_r = max(0, size - h - pad_t), max(0, size - w - pad_l)
+        x = F.pad(x, (pad_l, pad_r, pad_t, pad_b), value=fill)
+        h, w = x.shape[-2:]
+        top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def unfit(x: torch.Tensor, size: tuple[int, int], fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Inverse of `fit`: place a centre-fitted (…, S, S) map back onto a (…, H, W) canvas."""
+    s = x.shape[-1]
+    h, w = size
+    canvas = torch.empty((*x.shape[:-2], h, w), dtype=x.dtype, device=x.device)
+    canvas[...] = fill if not isinstance(fill, torch.Tensor) else fill.view(*fill.shape, 1, 1)
+    top, left = (h - s) // 2, (w - s) // 2
+    src_t, src_l = max(0, -top), max(0, -left)
+    dst_t, dst_l = max(0, top), max(0, left)
+    hh, ww = min(s - src_t, h - dst_t), min(s - src_l, w - dst_l)
+    canvas[..., dst_t : dst_t + hh, dst_l : dst_l + ww] = x[..., src_t : src_t + hh, src_l : src_l + ww]
+    return canvas
+
+
+def minmax_slices(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(eps)
+
+
+@dataclass(frozen=True)
+class PreparedVolume:
+    """A volume resampled to the training resolution, before fitting."""
+
+    image: torch.Tensor  # (Z, Y', X') float in [0, 1]
+    label: torch.Tensor | None  # (Z, Y', X') int64
+    original_shape: tuple[int, int, int]
+
+
+def prepare(case: Case, spacing_mm: float) -> PreparedVolume:
+    size = inplane_size(case.image.shape[1:], case.spacing[1:], spacing_mm)
+    image = resample_slices(normalise_volume(case.image), size)
+    label = None if case.label is None else resample_slices(case.label.astype(np.int64), size, labels=True)
+    return PreparedVolume(image, label, tuple(case.image.shape))  # type: ignore[arg-type]
+
+
+def training_slices(case: Case, spacing_mm: float, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled slices of a case, fitted to pad²: ((n,pad,pad) float, (n,pad,pad) int64)."""
+    vol = prepare(case, spacing_mm)
+    assert vol.label is not None
+    keep = vol.label.flatten(1).amax(1) > 0
+    return fit(vol.image[keep], pad), fit(vol.label[keep], pad)
+
+
+def test_slices(vol: PreparedVolume, crop: int) -> torch.Tensor:
+    """(Z, 1, crop, crop) network input: centre fit, per-slice min-max."""
+    return minmax_slices(fit(vol.image, crop))[:, None]
+
+
+def to_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> np.ndarray:
+    """(Z, C, crop, crop) probabilities → (Z, Y, X) label map on the case's original grid."""
+    background = torch.zeros(probs.shape[1], dtype=probs.dtype, device=probs.device)
+    background[0] = 1.0
+    canvas = unfit(probs, tuple(vol.image.shape[-2:]), background)
+    original = resample_slices(canvas, vol.original_shape[1:])
+    return original.argmax(1).to(torch.int16).cpu().numpy()

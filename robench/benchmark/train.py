@@ -1,0 +1,204 @@
+"""The training loop: device, batches (augmented half + original half), validation, checkpoints, resume.
+
+Everything random is drawn from generators seeded by the run's seed and saved in every
+checkpoint, so an interrupted run resumed from `last.pt` continues the same sequence of
+batches and augmentations it would have produced without the interruption.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from robench.benchmark.config import Budget
+from robench.benchmark.preprocess import fit, prepare, test_slices, training_slices
+from robench.benchmark.store import RunFolder, save_torch
+from robench.benchmark.suites.base import CaseRef
+from robench.errors import DataError, RunStateError
+from robench.methods.augment import augment_batch
+from robench.methods.base import Batch, Method
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunStateError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainingSlices:
+    images: torch.Tensor  # (N, pad, pad) float on the device
+    labels: torch.Tensor  # (N, pad, pad) int64 on the device
+
+    @classmethod
+    def from_cases(cls, refs: tuple[CaseRef, ...], budget: Budget, device: torch.device) -> "TrainingSlices":
+        images, labels = [], []
+        for ref in refs:
+            case = ref.load()
+            if case.label is None:
+                raise DataError(f"training case {ref.case_id} has no label; training needs labelled volumes")
+            im, lab = training_slices(case, budget.spacing_mm, budget.pad)
+            images.append(im)
+            labels.append(lab)
+        if not images or sum(len(i) for i in images) == 0:
+            raise DataError("the training split has no labelled slices")
+        return cls(torch.cat(images).to(device), torch.cat(labels).to(device))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class ValidationSet:
+    """Validation slices at test-time pre-processing, with labels at the training resolution."""
+
+    images: torch.Tensor  # (N, 1, crop, crop)
+    labels: torch.Tensor  # (N, crop, crop)
+
+    @classmethod
+    def from_cases(cls, refs: tuple[CaseRef, ...], budget: Budget, device: torch.device) -> "ValidationSet":
+        images, labels = [], []
+        for ref in refs:
+            vol = prepare(ref.load(), budget.spacing_mm)
+            assert vol.label is not None
+            images.append(test_slices(vol, budget.crop))
+            labels.append(fit(vol.label, budget.crop))
+        return cls(torch.cat(images).to(device), torch.cat(labels).to(device))
+
+
+def mean_iou(method: Method, val: ValidationSet, mode: str, chunk: int = 32) -> float:
+    """Mean IoU over all classes incl. background from one confusion matrix over every validation slice (the paper's selection metric)."""
+    k = method.num_classes
+    confusion = torch.zeros(k, k, dtype=torch.int64, device=val.images.device)
+    method.eval()
+    with torch.no_grad():
+        for start in range(0, len(val.images), chunk):
+            pred = method.predict(val.images[start : start + chunk], mode).argmax(1)
+            ref = val.labels[start : start + chunk]
+            confusion += torch.bincount((ref * k + pred).flatten(), minlength=k * k).view(k, k)
+    tp = confusion.diag().double()
+    union = confusion.sum(0).double() + confusion.sum(1).double() - tp
+    return float((tp / union.clamp_min(1)).mean())
+
+
+@dataclass
+class TrainState:
+    iteration: int = 0
+    best_score: float = -1.0
+    best_iteration: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = False
+
+
+class Trainer:
+    def __init__(self, method: Method, budget: Budget, folder: RunFolder, seed: int, *, progress: bool = True):
+        self.method, self.budget, self.folder, self.seed = method, budget, folder, seed
+        self.progress = progress
+        self.sampler = np.random.default_rng(seed)
+        self.aug_generator = torch.Generator(device=method.device)
+        self.aug_generator.manual_seed(seed + 1)
+        self.state = TrainState()
+
+    # checkpoints -----------------------------------------------------------------------------
+    def save(self) -> None:
+        save_torch(
+            self.folder.last_checkpoint,
+            {
+                "method": self.method.state_dict(),
+                "state": self.state.__dict__,
+                "sampler": self.sampler.bit_generator.state,
+                "aug_generator": self.aug_generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        )
+
+    def restore(self) -> None:
+        path = self.folder.last_checkpoint
+        try:
+            ckpt = torch.load(path, map_location=self.method.device, weights_only=False)
+        except Exception as exc:
+            raise RunStateError(f"{path}: cannot load checkpoint ({exc}); delete the run folder to start over") from None
+        self.method.load_state_dict(ckpt["method"])
+        self.state = TrainState(**ckpt["state"])
+        self.sampler.bit_generator.state = ckpt["sampler"]
+        self.aug_generator.set_state(ckpt["aug_generator"].cpu() if self.method.device.type == "cpu" else ckpt["aug_generator"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+
+    # the loop --------------------------------------------------------------------------------
+    def next_batch(self, data: TrainingSlices) -> Batch:
+        half = self.budget.batch_size // 2
+        idx = torch.as_tensor(self.sampler.choice(len(data), size=half, replace=len(data) < half), device=data.images.device)
+        images, labels = data.images[idx][:, None], data.labels[idx]
+        with torch.no_grad():
+            aug_images, aug_labels = augment_batch(images, labels, crop=self.budget.crop, generator=self.aug_generator)
+        originals = fit(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper
+        return Batch(torch.cat([aug_images, originals]), torch.cat([aug_labels, fit(labels, self.budget.crop)]), half)
+
+    def run(self, data: TrainingSlices, val: ValidationSet) -> TrainState:
+        total = self.budget.total_iterations(len(data))
+        interval = self.budget.validation_interval(len(data))
+        columns = (
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TextColumn("val mIoU {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=not self.progress, transient=False) as bar:
+            task = bar.add_task("train", total=total, completed=self.state.iteration, loss="-", val=_fmt(self.state.best_score))
+            try:
+                while self.state.iteration < total:
+                    started = time.perf_counter()
+                    losses = self.method.update(self.next_batch(data))
+                    self.state.iteration += 1
+                    self.state.history.append({"iteration": self.state.iteration, **losses})
+                    it = self.state.iteration
+                    if it % interval == 0 or it == total:
+                        self.validate(val)
+                    self.state.seconds += time.perf_counter() - started
+                    if it % self.budget.checkpoint_every == 0 or it == total:
+                        self.state.complete = it == total
+                        self.save()
+                    bar.update(task, completed=it, loss=f"{losses['total']:.3f}", val=_fmt(self.state.best_score))
+            except KeyboardInterrupt:
+                # no save here: the interrupt may land mid-update; resuming from the last periodic
+                # checkpoint replays the same batches, so the finished run is identical either way
+                self.folder.log(f"interrupted at iteration {self.state.iteration}")
+                raise
+        return self.state
+
+    def validate(self, val: ValidationSet) -> None:
+        score = mean_iou(self.method, val, self.method.selection_mode)
+        self.folder.log(f"iteration {self.state.iteration}: validation mIoU ({self.method.selection_mode}) {score:.4f}")
+        if score > self.state.best_score:
+            self.state.best_score, self.state.best_iteration = score, self.state.iteration
+            save_torch(self.folder.best_checkpoint, {"method": self.method.state_dict(), "iteration": self.state.iteration, "score": score})
+
+
+def _fmt(score: float) -> str:
+    return "-" if score < 0 else f"{score:.3f}"
+
+
+def load_best(method: Method, folder: RunFolder) -> dict[str, Any]:
+    path = folder.best_checkpoint
+    if not path.exists():
+        raise RunStateError(f"{path}: no best checkpoint; the run has not validated yet — resume it with --resume")
+    ckpt = torch.load(path, map_location=method.device, weights_only=False)
+    method.load_state_dict(ckpt["method"], weights_only=True)
+    return ckpt

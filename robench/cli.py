@@ -1,0 +1,173 @@
+"""The `robench` command line. Thin: parse, call, print with Rich."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from robench.errors import RobenchError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Robustness benchmark for medical image segmentation.",
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")) -> None:
+    _state["debug"] = debug
+
+
+def friendly_errors(func: Callable) -> Callable:
+    """One clear line and a non-zero exit for user errors; tracebacks only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except RobenchError as exc:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: rerun the same command with --resume to continue", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly_errors
+def suites() -> None:
+    """List registered suites and where their data comes from."""
+    from robench.benchmark.suites import SUITES
+
+    table = Table("suite", "description", "data")
+    for name, suite in sorted(SUITES.items()):
+        table.add_row(name, suite.description, suite.source)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def methods() -> None:
+    """List registered methods with their paper reference."""
+    from robench.methods import METHODS
+
+    table = Table("method", "description", "reference")
+    for name, cls in sorted(METHODS.items()):
+        table.add_row(name, cls.description, cls.reference)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def run(
+    suite: str = typer.Option("cardiac-synth", help="Suite name (see `robench suites`)."),
+    method: str = typer.Option("standard", help="Method name (see `robench methods`)."),
+    seed: int = typer.Option(0, help="Seed of everything random in the run."),
+    cval: int = typer.Option(0, help="Cross-validation split (cardiac: 0, 1, 2)."),
+    budget: str = typer.Option("quick", help="smoke | quick | paper."),
+    out: Path = typer.Option(Path("runs"), help="Results root; the run folder is <out>/<run id>."),
+    data_root: Optional[Path] = typer.Option(None, help="ACDC folder (official NIfTI or SSL4MIS HDF5 layout)."),
+    mnms_root: Optional[Path] = typer.Option(None, help="M&Ms folder (official layout), adds per-vendor test sets."),
+    hparam: Optional[List[str]] = typer.Option(None, help="Hyperparameter override key=value (repeatable)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run of the same config."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    hd95: str = typer.Option("max_directed", help="HD95 variant: max_directed | pooled."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where generated data is cached (default $ROBENCH_HOME)."),
+) -> None:
+    """Train a method on a suite and evaluate it on every test set."""
+    from robench.benchmark.config import parse_hparam_overrides
+    from robench.benchmark.runner import RunRequest, execute
+    from robench.benchmark.suites import SuiteOptions
+
+    extra = {"mnms": mnms_root} if mnms_root else {}
+    request = RunRequest(
+        suite=suite, method=method, seed=seed, cval=cval, budget=budget, hparams=parse_hparam_overrides(hparam),
+        out=out, options=SuiteOptions(data_root=data_root, cval=cval, cache_dir=cache_dir, extra_roots=extra),
+        resume=resume, device=device, hd95_variant=hd95,
+    )
+    result = execute(request, log=lambda m: console.print(m, highlight=False))
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
+    if result.already_finished:
+        console.print(f"[green]already finished[/]: {result.folder.path} (results kept; nothing recomputed)")
+    else:
+        console.print(f"[green]finished[/]: {result.folder.path}")
+    _print_summary(result.records)
+
+
+def _print_summary(records) -> None:
+    from robench.benchmark.summary import test_set_summary
+
+    summary = test_set_summary(records)
+    table = Table("test set", "kind", "mode", "cases", "Dice", "LV", "MYO", "RV", "HD95 (mm)")
+    for row in summary.itertuples(index=False):
+        table.add_row(
+            row.test_set, row.kind, row.mode, str(row.cases), f"{row.dice:.4f}", f"{row.LV:.4f}", f"{row.MYO:.4f}",
+            f"{row.RV:.4f}", f"{row.hd95:.2f}",
+        )
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A finished run folder."),
+    test_root: Path = typer.Option(..., help="ACDC-layout folder; every labelled subject in it is evaluated."),
+    name: Optional[str] = typer.Option(None, help="Test-set name (default: the folder name)."),
+    kind: str = typer.Option("cross-site", help="intra | cross-site | artefact."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Evaluate a finished run on another folder of labelled cases; records go to RUN_DIR/evaluations/."""
+    from robench.benchmark.external import evaluate_external
+
+    path, records = evaluate_external(run_dir, test_root, name=name, kind=kind, device=device)
+    console.print(f"[green]records[/]: {path}")
+    _print_summary(records)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run folder."),
+    images: List[Path] = typer.Argument(..., help="3-D NIfTI images (.nii or .nii.gz)."),
+    out: Path = typer.Option(..., help="Output folder; masks keep the input's file name and affine."),
+    predict_mode: Optional[str] = typer.Option(None, help="Prediction mode (default: the method's primary mode)."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Segment new images with a finished run; writes NIfTI label maps (0 bg, 1 RV, 2 MYO, 3 LV)."""
+    from robench.benchmark.external import predict_files
+
+    for written in predict_files(run_dir, images, out, mode=predict_mode, device=device):
+        console.print(f"wrote {written}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def leaderboard(
+    root: Path = typer.Argument(..., help="Results root holding run folders."),
+    format: str = typer.Option("markdown", "--format", help="markdown | csv | json."),
+    reference: str = typer.Option("standard", help="Reference method of the paired tests."),
+) -> None:
+    """Tables from every finished run under ROOT (mean ± std over seeds/cvals, bootstrap CI, paired tests)."""
+    from robench.leaderboards import collect_records, render
+    from robench.leaderboards import leaderboard as build
+
+    records, runs = collect_records(root)
+    board = build(records, runs, reference_method=reference)
+    typer.echo(render(board, format))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,6 @@
+"""Method registry. Importing this package registers every built-in method."""
+
+from robench.methods.base import METHODS, Batch, Method, get_method, register_method, resolve_hparams
+from robench.methods import standard as _standard  # noqa: F401  (registers methods)
+
+__all__ = ["METHODS", "Batch", "Method", "get_method", "register_method", "resolve_hparams"]

@@ -1,0 +1,139 @@
+"""The Method interface (DomainBed's `Algorithm` is the model) and the method registry.
+
+A method owns its networks, optimisers and any extra passes; the trainer only hands it
+batches and asks for predictions. Hyperparameters are declared beside each method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import Tensor
+
+from robench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch: the first `n_augmented` slices are augmented, the rest are the same slices un-augmented."""
+
+    images: Tensor  # (B, 1, H, W) float
+    labels: Tensor  # (B, H, W) int64
+    n_augmented: int
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    reference: ClassVar[str]
+    hparams: ClassVar[Mapping[str, Any]] = {}
+    prediction_modes: ClassVar[tuple[str, ...]] = ("ftn",)
+    primary_mode: ClassVar[str] = "ftn"
+    selection_mode: ClassVar[str] = "ftn"  # the prediction validated for model selection
+
+    def __init__(self, hparams: Mapping[str, Any], *, num_classes: int, device: torch.device, seed: int):
+        self.hp = dict(hparams)
+        self.num_classes = num_classes
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    @abstractmethod
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on a batch; returns named loss values for logging."""
+
+    @abstractmethod
+    def predict(self, images: Tensor, mode: str | None = None) -> Tensor:
+        """(N,1,H,W) → (N,C,H,W) logits in the given prediction mode (default: the primary mode)."""
+
+    @abstractmethod
+    def modules(self) -> Mapping[str, torch.nn.Module]: ...
+
+    @abstractmethod
+    def optimisers(self) -> Mapping[str, torch.optim.Optimizer]: ...
+
+    def train(self) -> None:
+        for m in self.modules().values():
+            m.train()
+
+    def eval(self) -> None:
+        for m in self.modules().values():
+            m.eval()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimisers": {k: o.state_dict() for k, o in self.optimisers().items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], *, weights_only: bool = False) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        if not weights_only:
+            for k, o in self.optimisers().items():
+                o.load_state_dict(state["optimisers"][k])
+            self.generator.set_state(state["generator"])
+
+    def check_mode(self, mode: str | None) -> str:
+        mode = mode or self.primary_mode
+        if mode not in self.prediction_modes:
+            raise ConfigError(
+                f"method {self.name!r} has no prediction mode {mode!r}; choose one of {', '.join(self.prediction_modes)}"
+            )
+        return mode
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}") from None
+
+
+def resolve_hparams(cls: type[Method], overrides: Mapping[str, str]) -> dict[str, Any]:
+    """Defaults + `key=value` overrides, each converted to the type of its default."""
+    out = dict(cls.hparams)
+    for key, raw in overrides.items():
+        if key not in cls.hparams:
+            known = ", ".join(sorted(cls.hparams)) or "none"
+            raise ConfigError(f"method {cls.name!r} has no hyperparameter {key!r}; known: {known}")
+        out[key] = _convert(raw, cls.hparams[key], key)
+    return out
+
+
+def _convert(raw: Any, default: Any, key: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"hyperparameter {key}={raw!r}: expected a {type(default).__name__}") from None
+    return raw

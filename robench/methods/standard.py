@@ -1,0 +1,97 @@
+"""Standard training (methods.md §1b): the cooperative dual network with its standard losses only.
+
+The paper's baseline is the same FTN + STN as the proposed method without latent-space
+masking: L = CE(FTN) + 0.5·MSE(reconstruction) + CE(STN on one-hot GT) + CE(STN on the
+tempered FTN softmax). The STN gives a second prediction mode, `ftn+stn`, as in the paper's
+"Avg (FTN+STN)" column.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from robench.methods.base import Batch, Method, register_method
+from robench.methods.nets import DualNet, one_hot
+
+SUBNETS = ("encoder", "decoupler", "image_decoder", "seg_decoder", "stn")
+
+
+class DualNetMethod(Method):
+    """Shared machinery of every method built on the dual network: losses, optimisers, prediction modes."""
+
+    hparams = {"lr": 1e-4, "input_noise": 0.05, "rec_weight": 0.5, "stn_temperature": 2.0}
+    prediction_modes = ("ftn", "ftn+stn")
+    primary_mode = "ftn"
+    selection_mode = "ftn+stn"
+
+    def __init__(self, hparams, *, num_classes, device, seed):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+        torch.manual_seed(seed)
+        self.net = DualNet(in_channels=1, num_classes=num_classes).to(device)
+        # Five Adam optimisers (one per sub-network) as in the paper; stepped together they are
+        # equivalent to one Adam, but separate ones keep sub-network-specific schedules possible.
+        self._optimisers = {
+            name: torch.optim.Adam(getattr(self.net, name).parameters(), lr=self.hp["lr"]) for name in SUBNETS
+        }
+
+    def modules(self) -> Mapping[str, torch.nn.Module]:
+        return {"net": self.net}
+
+    def optimisers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return self._optimisers
+
+    def noisy(self, x: Tensor) -> Tensor:
+        """Input noise of the denoising FTN: clip(x + σ·N(0,1), 0, 1)."""
+        noise = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        return (x + self.hp["input_noise"] * noise).clamp(0.0, 1.0)
+
+    def standard_losses(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Steps 2–3 of methods.md §1: returns the named losses and the FTN logits."""
+        net, t = self.net, self.hp["stn_temperature"]
+        z_i, z_s = net.encode(self.noisy(x))
+        logits = net.seg_decoder(z_s)
+        losses = {
+            "seg": F.cross_entropy(logits, y),
+            "rec": self.hp["rec_weight"] * F.mse_loss(net.image_decoder(z_i).float(), x.float()),
+            "stn_gt": F.cross_entropy(net.stn(one_hot(y, self.num_classes)), y),
+            "stn_pred": F.cross_entropy(net.refine(logits, t), y),
+        }
+        return losses, logits
+
+    def step(self, losses: Mapping[str, Tensor]) -> dict[str, float]:
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss: { {k: float(v) for k, v in losses.items()} }")
+        for opt in self._optimisers.values():
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        for opt in self._optimisers.values():
+            opt.step()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total"] = float(total.detach())
+        return out
+
+    def predict(self, images: Tensor, mode: str | None = None) -> Tensor:
+        mode = self.check_mode(mode)
+        with self.autocast():
+            logits = self.net.segment(images)
+            if mode == "ftn+stn":
+                logits = self.net.refine(logits, self.hp["stn_temperature"])
+        return logits.float()
+
+
+@register_method
+class StandardTraining(DualNetMethod):
+    name = "standard"
+    description = "Standard training of the FTN+STN dual network with the paper's augmentation"
+    reference = "Chen et al., Cooperative Training and Latent Space Data Augmentation, MICCAI 2021 (baseline)"
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        self.train()
+        with self.autocast():
+            losses, _ = self.standard_losses(batch.images, batch.labels)
+        return self.step(losses)
