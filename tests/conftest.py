@@ -24,3 +24,13 @@ def robench_home():
     CACHE.mkdir(exist_ok=True)
     os.environ["ROBENCH_HOME"] = str(CACHE)
     return CACHE
+
+
+@pytest.fixture(scope="session")
+def tiny_acdc(tmp_path_factory):
+    """Every subject of the cval-0 protocol as tiny volumes in the official NIfTI layout."""
+    from robench.benchmark.suites.cardiac import ACDC_TEST, ACDC_TRAIN, ACDC_VAL
+    from tests.fixtures import write_acdc_nifti
+
+    subjects = sorted({*ACDC_TEST, *(f"patient{i:03d}" for i in ACDC_TRAIN[0] + ACDC_VAL[0])})
+    return write_acdc_nifti(tmp_path_factory.mktemp("acdc"), subjects)

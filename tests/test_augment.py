@@ -14,10 +14,9 @@ from robench.methods.augment import (
     AugmentationPolicy,
     _gaussian_smooth,
     augment_batch,
-    centre_crop,
     elastic_displacement,
-    minmax_per_slice,
 )
+from robench.imageops import centre_crop, minmax_per_slice
 
 B, P, C = 8, 56, 48
 IDENTITY = AugmentationPolicy.identity()

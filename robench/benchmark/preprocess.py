@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from robench.benchmark.suites.base import Case
+from robench.imageops import centre_crop, minmax_per_slice, uncrop
 
 
 def normalise_volume(image: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -43,39 +44,6 @@ def resample_slices(volume: np.ndarray | torch.Tensor, size: tuple[int, int], *,
     return out[:, 0] if squeeze else out
 
 
-def fit(x: torch.Tensor, size: int, fill: float = 0.0) -> torch.Tensor:
-    """Centre pad/crop the last two dims to size×size."""
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    if top < 0 or left < 0:
-        pad_t, pad_l = max(0, -top), max(0, -left)
-        pad_b, pad_r = max(0, size - h - pad_t), max(0, size - w - pad_l)
-        x = F.pad(x, (pad_l, pad_r, pad_t, pad_b), value=fill)
-        h, w = x.shape[-2:]
-        top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size]
-
-
-def unfit(x: torch.Tensor, size: tuple[int, int], fill: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Inverse of `fit`: place a centre-fitted (…, S, S) map back onto a (…, H, W) canvas."""
-    s = x.shape[-1]
-    h, w = size
-    canvas = torch.empty((*x.shape[:-2], h, w), dtype=x.dtype, device=x.device)
-    canvas[...] = fill if not isinstance(fill, torch.Tensor) else fill.view(*fill.shape, 1, 1)
-    top, left = (h - s) // 2, (w - s) // 2
-    src_t, src_l = max(0, -top), max(0, -left)
-    dst_t, dst_l = max(0, top), max(0, left)
-    hh, ww = min(s - src_t, h - dst_t), min(s - src_l, w - dst_l)
-    canvas[..., dst_t : dst_t + hh, dst_l : dst_l + ww] = x[..., src_t : src_t + hh, src_l : src_l + ww]
-    return canvas
-
-
-def minmax_slices(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    lo = x.amin(dim=(-2, -1), keepdim=True)
-    hi = x.amax(dim=(-2, -1), keepdim=True)
-    return (x - lo) / (hi - lo).clamp_min(eps)
-
-
 @dataclass(frozen=True)
 class PreparedVolume:
     """A volume resampled to the training resolution, before fitting."""
@@ -97,18 +65,18 @@ def training_slices(case: Case, spacing_mm: float, pad: int) -> tuple[torch.Tens
     vol = prepare(case, spacing_mm)
     assert vol.label is not None
     keep = vol.label.flatten(1).amax(1) > 0
-    return fit(vol.image[keep], pad), fit(vol.label[keep], pad)
+    return centre_crop(vol.image[keep], pad), centre_crop(vol.label[keep], pad)
 
 
 def test_slices(vol: PreparedVolume, crop: int) -> torch.Tensor:
     """(Z, 1, crop, crop) network input: centre fit, per-slice min-max."""
-    return minmax_slices(fit(vol.image, crop))[:, None]
+    return minmax_per_slice(centre_crop(vol.image, crop))[:, None]
 
 
 def to_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> np.ndarray:
     """(Z, C, crop, crop) probabilities → (Z, Y, X) label map on the case's original grid."""
     background = torch.zeros(probs.shape[1], dtype=probs.dtype, device=probs.device)
     background[0] = 1.0
-    canvas = unfit(probs, tuple(vol.image.shape[-2:]), background)
+    canvas = uncrop(probs, tuple(vol.image.shape[-2:]), background)
     original = resample_slices(canvas, vol.original_shape[1:])
     return original.argmax(1).to(torch.int16).cpu().numpy()

@@ -17,7 +17,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from robench.benchmark.config import Budget
-from robench.benchmark.preprocess import fit, prepare, test_slices, training_slices
+from robench.benchmark.preprocess import prepare, test_slices, training_slices
+from robench.imageops import centre_crop
 from robench.benchmark.store import RunFolder, save_torch
 from robench.benchmark.suites.base import CaseRef
 from robench.errors import DataError, RunStateError
@@ -77,7 +78,7 @@ class ValidationSet:
             vol = prepare(ref.load(), budget.spacing_mm)
             assert vol.label is not None
             images.append(test_slices(vol, budget.crop))
-            labels.append(fit(vol.label, budget.crop))
+            labels.append(centre_crop(vol.label, budget.crop))
         return cls(torch.cat(images).to(device), torch.cat(labels).to(device))
 
 
@@ -150,8 +151,8 @@ class Trainer:
         images, labels = data.images[idx][:, None], data.labels[idx]
         with torch.no_grad():
             aug_images, aug_labels = augment_batch(images, labels, crop=self.budget.crop, generator=self.aug_generator)
-        originals = fit(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper
-        return Batch(torch.cat([aug_images, originals]), torch.cat([aug_labels, fit(labels, self.budget.crop)]), half)
+        originals = centre_crop(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper
+        return Batch(torch.cat([aug_images, originals]), torch.cat([aug_labels, centre_crop(labels, self.budget.crop)]), half)
 
     def run(self, data: TrainingSlices, val: ValidationSet) -> TrainState:
         total = self.budget.total_iterations(len(data))

@@ -65,13 +65,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robench.errors import ConfigError
+from robench.imageops import centre_crop, minmax_per_slice
 
 __all__ = [
     "AugmentationPolicy",
     "augment_batch",
-    "centre_crop",
     "elastic_displacement",
-    "minmax_per_slice",
 ]
 
 
@@ -129,34 +128,6 @@ class AugmentationPolicy:
             discrete_rotations=(0.0,),
             elastic_p=0.0,
         )
-
-
-def centre_crop(x: Tensor, size: int) -> Tensor:
-    """Centre crop (or zero-pad) the last two dims to ``size × size``.
-
-    An odd surplus puts the extra row/column on the high side (start = (n - size) // 2), the convention of the
-    test-time loader, so that training crops and test crops agree pixel for pixel.
-    """
-    if size <= 0:
-        raise ValueError(f"crop size must be positive, got {size}")
-    h, w = x.shape[-2:]
-    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
-    x = x[..., top : top + min(size, h), left : left + min(size, w)]
-    ph, pw = size - x.shape[-2], size - x.shape[-1]
-    if ph or pw:
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-    return x
-
-
-def minmax_per_slice(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Rescale each slice (over the last two dims) to [0, 1]; a constant slice (range <= eps) becomes all zeros.
-
-    The range is clamped rather than offset by eps, so every non-constant slice hits exactly 0 and exactly 1.
-    """
-    flat = x.flatten(-2)
-    lo = flat.amin(-1, keepdim=True).unsqueeze(-1)
-    hi = flat.amax(-1, keepdim=True).unsqueeze(-1)
-    return (x - lo) / (hi - lo).clamp_min(eps)
 
 
 def _uniform(u: Tensor, bounds: tuple[float, float]) -> Tensor:

@@ -1,0 +1,89 @@
+"""Run identity, hyperparameter overrides, atomic writes and the never-overwrite rule."""
+
+from __future__ import annotations
+
+import errno
+
+import pandas as pd
+import pytest
+
+from robench.benchmark import store
+from robench.benchmark.config import BUDGETS, RunConfig, get_budget, parse_hparam_overrides
+from robench.errors import ConfigError, RunStateError
+from robench.methods import get_method, resolve_hparams
+
+
+def test_run_id_is_canonical_and_sensitive_to_every_field():
+    a = RunConfig("s", "m", seed=0, hparams={"b": 1, "a": 2})
+    b = RunConfig("s", "m", seed=0, hparams={"a": 2, "b": 1})
+    assert a.run_id() == b.run_id()
+    for other in (
+        RunConfig("s", "m", seed=1, hparams={"a": 2, "b": 1}),
+        RunConfig("s", "m", seed=0, hparams={"a": 3, "b": 1}),
+        RunConfig("s", "m", seed=0, budget="paper", hparams={"a": 2, "b": 1}),
+        RunConfig("s", "m", seed=0, hparams={"a": 2, "b": 1}, data={"fingerprint": "x"}),
+    ):
+        assert other.run_id() != a.run_id()
+
+
+def test_budgets_keep_the_papers_field_of_view_and_network_divisibility():
+    fov = {name: b.spacing_mm * b.crop for name, b in BUDGETS.items()}
+    assert max(fov.values()) - min(fov.values()) < 1e-6
+    assert all(b.crop % 16 == 0 and b.pad >= b.crop for b in BUDGETS.values())
+    paper = get_budget("paper")
+    assert paper.crop == 192 and paper.pad == 224 and paper.batch_size == 20 and paper.epochs == 600
+    assert paper.total_iterations(190) == 600 * 19
+    with pytest.raises(ConfigError, match="unknown budget"):
+        get_budget("huge")
+
+
+def test_hparam_overrides_are_typed_against_defaults():
+    cls = get_method("standard")
+    hp = resolve_hparams(cls, parse_hparam_overrides(["lr=0.001", "input_noise=0"]))
+    assert hp["lr"] == 0.001 and isinstance(hp["input_noise"], float)
+    with pytest.raises(ConfigError, match="no hyperparameter 'nope'"):
+        resolve_hparams(cls, {"nope": "1"})
+    with pytest.raises(ConfigError, match="expected a float"):
+        resolve_hparams(cls, {"lr": "fast"})
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_hparam_overrides(["lr"])
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "records.parquet"
+    target.write_bytes(b"finished")
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        store.atomic_write(target, broken)
+    assert target.read_bytes() == b"finished"
+    assert [p.name for p in tmp_path.iterdir()] == ["records.parquet"]  # no temp file left behind
+
+
+def test_disk_full_is_reported_with_what_to_do(tmp_path):
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(RunStateError, match="disk full.*--resume"):
+        store.atomic_write(tmp_path / "x.json", full)
+
+
+def test_finished_run_is_never_overwritten(tmp_path):
+    folder = store.RunFolder(tmp_path / "run")
+    records = pd.DataFrame({"dice": [0.5]})
+    folder.finish(records, {"train_seconds": 1.0})
+    assert folder.finished and folder.records()["dice"].tolist() == [0.5]
+    with pytest.raises(RunStateError, match="already finished"):
+        folder.finish(pd.DataFrame({"dice": [0.9]}), {})
+    assert folder.records()["dice"].tolist() == [0.5]
+
+
+def test_environment_records_versions():
+    import torch
+
+    env = store.environment(torch.device("cpu"))
+    assert env["packages"]["torch"].startswith("2.") and env["robench"]
+    assert env["device"] == "cpu"
