@@ -87,3 +87,11 @@ def test_environment_records_versions():
     env = store.environment(torch.device("cpu"))
     assert env["packages"]["torch"].startswith("2.") and env["robench"]
     assert env["device"] == "cpu"
+
+
+def test_short_budgets_scale_the_learning_rate_and_paper_keeps_it():
+    hp = {"lr": 1e-4, "input_noise": 0.05}
+    assert get_budget("paper").effective_hparams(hp) == hp
+    quick = get_budget("quick").effective_hparams(hp)
+    assert quick["lr"] == 1e-4 * get_budget("quick").lr_multiplier and quick["input_noise"] == 0.05
+    assert get_budget("quick").effective_hparams({"p": 1}) == {"p": 1}  # methods without lr are untouched

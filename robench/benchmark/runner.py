@@ -78,7 +78,7 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
         )
     device = pick_device(request.device)
     seed_everything(request.seed)
-    method = build_method(request.method, hparams, request.seed, len(suite_data.classes) + 1, device)
+    method = build_method(request.method, budget.effective_hparams(hparams), request.seed, len(suite_data.classes) + 1, device)
     trainer = Trainer(method, budget, folder, request.seed, progress=request.progress)
     if folder.last_checkpoint.exists():
         trainer.restore()
