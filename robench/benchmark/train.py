@@ -177,6 +177,9 @@ class Trainer:
                         self.state.complete = it == total
                         self.save()
                     bar.update(task, completed=it, loss=f"{losses['total']:.3f}", val=_fmt(self.state.best_score))
+                    if self.progress and not bar.console.is_terminal and (it % interval == 0 or it == total):
+                        # logs and CI have no live bar: print a line at every validation instead
+                        bar.console.print(f"iteration {it}/{total} loss {losses['total']:.3f} best val mIoU {_fmt(self.state.best_score)}")
             except KeyboardInterrupt:
                 # no save here: the interrupt may land mid-update; resuming from the last periodic
                 # checkpoint replays the same batches, so the finished run is identical either way
