@@ -22,7 +22,6 @@ from robench.imageops import centre_crop
 from robench.benchmark.store import RunFolder, save_torch
 from robench.benchmark.suites.base import CaseRef
 from robench.errors import DataError, RunStateError
-from robench.methods.augment import augment_batch
 from robench.methods.base import Batch, Method
 
 
@@ -150,7 +149,7 @@ class Trainer:
         idx = torch.as_tensor(self.sampler.choice(len(data), size=half, replace=len(data) < half), device=data.images.device)
         images, labels = data.images[idx][:, None], data.labels[idx]
         with torch.no_grad():
-            aug_images, aug_labels = augment_batch(images, labels, crop=self.budget.crop, generator=self.aug_generator)
+            aug_images, aug_labels = self.method.augment(images, labels, crop=self.budget.crop, generator=self.aug_generator)
         originals = centre_crop(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper
         return Batch(torch.cat([aug_images, originals]), torch.cat([aug_labels, centre_crop(labels, self.budget.crop)]), half)
 

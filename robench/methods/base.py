@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from robench.errors import ConfigError
+from robench.methods.augment import augment_batch
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Method(ABC):
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, float]:
         """One optimisation step on a batch; returns named loss values for logging."""
+
+    def augment(self, images: Tensor, labels: Tensor, *, crop: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Training augmentation of the batch's first half; the paper's policy unless a method changes it."""
+        return augment_batch(images, labels, crop=crop, generator=generator)
 
     @abstractmethod
     def predict(self, images: Tensor, mode: str | None = None) -> Tensor:
