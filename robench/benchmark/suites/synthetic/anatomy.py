@@ -114,6 +114,19 @@ def tissue_map(subject: Subject, yy: np.ndarray, xx: np.ndarray, level: float, c
     out[((y - s.body[1] + 35) / 14) ** 2 + (x / 16) ** 2 < 1] = SPINE
     out[((y - s.body[1] + 62) / 11) ** 2 + ((x - 18) / 11) ** 2 < 1] = AORTA
 
+    # the heart is drawn only inside a window around it (most of the field of view is not heart)
+    cy, cx = s.centre
+    reach = 2.6 * s.lv_radius * max(s.rv_scale, 1.0) + s.wall + 4 * s.warp_mm + 10
+    rows = np.nonzero(np.abs(yy[:, 0] - cy) < reach)[0]
+    cols = np.nonzero(np.abs(xx[0] - cx) < reach)[0]
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    out[window] = _heart(s, y[window], x[window], out[window], level, contraction)
+    return out
+
+
+def _heart(s: Subject, y: np.ndarray, x: np.ndarray, out: np.ndarray, level: float, contraction: float) -> np.ndarray:
+    """Draw myocardium, cavities, RV and pericardial fat over the tissues `out` of a window."""
+    out = out.copy()
     # heart, in its own rotated frame; "up" of that frame points to the RV
     cy, cx = s.centre
     ry, rx = y - cy, x - cx
@@ -154,7 +167,7 @@ def tissue_map(subject: Subject, yy: np.ndarray, xx: np.ndarray, level: float, c
     # papillary muscles: small dark blobs inside the cavity, against the wall (labelled LV)
     if level < 0.7:
         for angle, radius in s.papillary:
-            py, px = 0.72 * endo.mean() * np.sin(angle), 0.72 * endo.mean() * np.cos(angle)
+            py, px = 0.72 * r_endo * np.sin(angle), 0.72 * r_endo * np.cos(angle)
             blob = ((u - px) ** 2 + (v - py) ** 2) < (radius * (1 + 0.3 * contraction)) ** 2
             out[blob & (r < endo)] = PAPILLARY
     return out
