@@ -108,9 +108,9 @@ def run(
 
 
 def _print_summary(records) -> None:
-    from robench.benchmark.summary import test_set_summary
+    from robench.benchmark.summary import summarise_test_sets
 
-    summary = test_set_summary(records)
+    summary = summarise_test_sets(records)
     table = Table("test set", "kind", "mode", "cases", "Dice", "LV", "MYO", "RV", "HD95 (mm)")
     for row in summary.itertuples(index=False):
         table.add_row(

@@ -36,7 +36,7 @@ def trained():
     for _ in range(5):
         method.update(batch)
     with torch.no_grad():
-        _, logits = method.standard_losses(batch.images, batch.labels)
+        logits = method.standard_losses(batch.images, batch.labels).logits
     return method, batch, torch.softmax(logits, 1)
 
 

@@ -19,7 +19,7 @@ import pytest
 from robench.benchmark.config import BUDGETS, Budget, PAPER_SPACING_MM
 from robench.benchmark.runner import RunRequest, execute
 from robench.benchmark.suites import SuiteOptions
-from robench.benchmark.summary import test_set_summary
+from robench.benchmark.summary import summarise_test_sets
 from tests.conftest import ACDC_ROOT, needs_acdc
 
 GOLDEN = Path(__file__).parent / "regression"
@@ -33,7 +33,7 @@ ACDC_CI_BUDGET = Budget(
 
 
 def _dice_by_test_set(records) -> dict[str, float]:
-    summary = test_set_summary(records[records["primary"]])
+    summary = summarise_test_sets(records[records["primary"]])
     return {row.test_set: round(float(row.dice), 4) for row in summary.itertuples()}
 
 

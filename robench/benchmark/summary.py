@@ -11,7 +11,7 @@ def case_scores(records: pd.DataFrame) -> pd.DataFrame:
     return records.groupby(keys, sort=False).agg(dice=("dice", "mean"), hd95=("hd95", "mean")).reset_index()
 
 
-def test_set_summary(records: pd.DataFrame) -> pd.DataFrame:
+def summarise_test_sets(records: pd.DataFrame) -> pd.DataFrame:
     keys = ["test_set", "kind", "mode"]
     cases = case_scores(records)
     out = cases.groupby(keys, sort=False).agg(cases=("case_id", "nunique"), dice=("dice", "mean"), hd95=("hd95", "mean"))

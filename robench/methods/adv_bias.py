@@ -79,8 +79,9 @@ class AdvBias(HardExampleMethod):
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():
-            losses, logits = self.standard_losses(x, y)
-        reference = torch.softmax(logits.detach().float(), dim=1)
+            standard = self.standard_losses(x, y)
+        losses = standard.losses
+        reference = torch.softmax(standard.logits.detach().float(), dim=1)
         phi = self.search(x, reference, self.grid(x).init(len(x), self.hp["eps"], generator=self.generator))
         with torch.no_grad():
             x_adv = self.biased(x, phi)

@@ -83,8 +83,9 @@ class AdvNoise(HardExampleMethod):
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():
-            losses, logits = self.standard_losses(x, y)
-        reference = torch.softmax(logits.detach().float(), dim=1)
+            standard = self.standard_losses(x, y)
+        losses = standard.losses
+        reference = torch.softmax(standard.logits.detach().float(), dim=1)
         x_adv = self.perturbed(x, self.radius(x) * self.direction(x, reference))
         losses.update(
             self.adversarial_losses(

@@ -151,29 +151,11 @@ class CoopLatentBase(DualNetMethod):
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():
-            with self._capture_codes() as codes:
-                losses, _ = self.standard_losses(x, y)
-            hard = self.generate(x, y, codes["z_i"], codes["z_s"])
+            standard = self.standard_losses(x, y)
+            losses = standard.losses
+            hard = self.generate(x, y, standard.z_i.detach(), standard.z_s.detach())
             losses.update(self.hard_losses(x, y, hard))
         return self.step(losses)
-
-    @contextlib.contextmanager
-    def _capture_codes(self) -> Iterator[dict[str, Tensor]]:
-        """Record (z_i, z_s) of the standard pass: the decoupler's input and output.
-
-        A forward hook rather than a second encoder pass keeps the standard losses in
-        `DualNetMethod` and avoids an extra BN running-stat update.
-        """
-        codes: dict[str, Tensor] = {}
-
-        def hook(module, inputs, output):
-            codes["z_i"], codes["z_s"] = inputs[0].detach(), output.detach()
-
-        handle = self.net.decoupler.register_forward_hook(hook)
-        try:
-            yield codes
-        finally:
-            handle.remove()
 
     def hard_examples(self, batch: Batch) -> dict[str, Any]:
         """Originals, hard images and corrupted shapes (argmax of s_h) for plotting, without training.

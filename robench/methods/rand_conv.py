@@ -72,18 +72,13 @@ class RandConv(DualNetMethod):
         super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
         if self.hp["views"] < 1:
             raise ConfigError(f"method {self.name!r}: views={self.hp['views']}; expected at least 1")
-        self._last_noisy: Tensor | None = None
-
-    def noisy(self, x: Tensor) -> Tensor:
-        self._last_noisy = super().noisy(x)
-        return self._last_noisy
 
     def update(self, batch: Batch) -> dict[str, float]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():
-            losses, _ = self.standard_losses(x, y)
-        noisy, self._last_noisy = self._last_noisy, None  # the standard pass's x̃: views differ from it only by the filter
+            standard = self.standard_losses(x, y)
+        losses, noisy = standard.losses, standard.noisy  # views differ from the standard pass's x̃ only by the filter
         net, t, n = self.net, self.hp["stn_temperature"], self.hp["views"]
         rec, ftn, stn = [], [], []
         with self.autocast():

@@ -121,7 +121,7 @@ class RandMWM(HardExampleMethod):
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():
-            losses, _ = self.standard_losses(x, y)
+            losses = self.standard_losses(x, y).losses
         masked, labels, _ = self.corrupt(x, y)
         hard = self.hard_losses(masked, x, labels, prefix="mwm")
         losses.update(hard if self.hp["loss"] == "hard" else {"mwm_seg": hard["mwm_seg"]})

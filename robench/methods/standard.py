@@ -8,6 +8,7 @@ tempered FTN softmax). The STN gives a second prediction mode, `ftn+stn`, as in 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -18,6 +19,17 @@ from robench.methods.base import Batch, Method, register_method
 from robench.methods.nets import DualNet, one_hot
 
 SUBNETS = ("encoder", "decoupler", "image_decoder", "seg_decoder", "stn")
+
+
+@dataclass
+class StandardPass:
+    """The standard forward pass of a batch: its losses and the tensors other methods reuse."""
+
+    losses: dict[str, Tensor]
+    logits: Tensor  # FTN segmentation logits of the noisy input
+    noisy: Tensor  # x̃ = clip(x + σ·N(0,1), 0, 1)
+    z_i: Tensor  # image code
+    z_s: Tensor  # shape code
 
 
 class DualNetMethod(Method):
@@ -49,10 +61,11 @@ class DualNetMethod(Method):
         noise = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
         return (x + self.hp["input_noise"] * noise).clamp(0.0, 1.0)
 
-    def standard_losses(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Steps 2–3 of methods.md §1: returns the named losses and the FTN logits."""
+    def standard_losses(self, x: Tensor, y: Tensor) -> "StandardPass":
+        """Steps 2–3 of methods.md §1: the named losses plus what methods build on (logits, noisy input, codes)."""
         net, t = self.net, self.hp["stn_temperature"]
-        z_i, z_s = net.encode(self.noisy(x))
+        noisy = self.noisy(x)
+        z_i, z_s = net.encode(noisy)
         logits = net.seg_decoder(z_s)
         losses = {
             "seg": F.cross_entropy(logits, y),
@@ -60,7 +73,7 @@ class DualNetMethod(Method):
             "stn_gt": F.cross_entropy(net.stn(one_hot(y, self.num_classes)), y),
             "stn_pred": F.cross_entropy(net.refine(logits, t), y),
         }
-        return losses, logits
+        return StandardPass(losses, logits, noisy, z_i, z_s)
 
     def step(self, losses: Mapping[str, Tensor]) -> dict[str, float]:
         total = sum(losses.values())
@@ -93,5 +106,5 @@ class StandardTraining(DualNetMethod):
     def update(self, batch: Batch) -> dict[str, float]:
         self.train()
         with self.autocast():
-            losses, _ = self.standard_losses(batch.images, batch.labels)
+            losses = self.standard_losses(batch.images, batch.labels).losses
         return self.step(losses)
