@@ -1,29 +1,31 @@
-"""Cost of each baseline: one training iteration vs `standard` on CPU at the quick budget (batch 5+5, 96²).
+"""Training speed: one iteration per method on CPU, and `standard` at the quick and paper settings.
 
 One iteration = the method's augmentation of half a batch + one `update`, as the training loop
-does (bench_train.py). The group is the one of bench_train.py's `standard` rows, so the report
-puts every method next to standard; `relative_to_standard` in the extra info records each
-method's median time per iteration over that of `standard` measured first in this module
-(medians: a shared machine's occasional stalls would dominate a ratio of means).
+does. `relative_to_standard` in a row's extra info is that method's median time per iteration
+over the median of `standard` measured first in this module (medians: a shared machine's
+occasional stalls would dominate a ratio of means). `iterations_per_second` is recorded too.
 Rounds follow `--benchmark-min-rounds` (default 5).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 
-from robench.benchmark.config import get_budget
+from robench.benchmark.config import Budget, get_budget
 from robench.imageops import centre_crop
 from robench.methods import Batch, get_method
 
-METHODS = ("standard", "rand-conv", "adv-noise", "adv-bias", "rand-mwm", "no-aug", "heuristic", "rand-augment")
+METHODS = (
+    "standard", "rand-conv", "adv-noise", "adv-bias", "rand-mwm", "no-aug", "heuristic", "rand-augment",
+    "coop-standard", "coop-latent", "coop-latent-x",
+)
 MEDIANS: dict[str, float] = {}
 
 
-@pytest.mark.parametrize("method_name", METHODS)  # standard first: the reference
-def test_method_iteration(benchmark, request, method_name):
-    budget = get_budget("quick")
+def training_iteration(method_name: str, budget: Budget) -> Callable[[], dict]:
     cls = get_method(method_name)
     method = cls(cls.hparams, num_classes=4, device=torch.device("cpu"), seed=0)
     half = budget.batch_size // 2
@@ -31,7 +33,7 @@ def test_method_iteration(benchmark, request, method_name):
     images = torch.rand(half, 1, budget.pad, budget.pad, generator=g)
     labels = torch.randint(0, 4, (half, budget.pad, budget.pad), generator=g)
 
-    def iteration():
+    def iteration() -> dict:
         aug_x, aug_y = method.augment(images, labels, crop=budget.crop, generator=g)
         batch = Batch(
             torch.cat([aug_x, centre_crop(images, budget.crop)]),
@@ -40,13 +42,31 @@ def test_method_iteration(benchmark, request, method_name):
         )
         return method.update(batch)
 
-    benchmark.group = "training iteration (CPU)"
-    benchmark.extra_info["budget"] = "quick"
+    return iteration
+
+
+def _measure(benchmark, request, iteration: Callable, budget: Budget) -> float:
+    benchmark.extra_info["budget"] = budget.name
     benchmark.extra_info["batch"] = budget.batch_size
     benchmark.extra_info["crop"] = budget.crop
     rounds = request.config.getoption("benchmark_min_rounds")  # pedantic mode would ignore it otherwise
     benchmark.pedantic(iteration, rounds=rounds, warmup_rounds=1)
-    MEDIANS[method_name] = benchmark.stats.stats.median
-    benchmark.extra_info["seconds_per_iteration"] = MEDIANS[method_name]
+    median = benchmark.stats.stats.median
+    benchmark.extra_info["seconds_per_iteration"] = median
+    benchmark.extra_info["iterations_per_second"] = 1.0 / median
+    return median
+
+
+@pytest.mark.parametrize("method_name", METHODS)  # standard first: the reference
+def test_method_iteration_quick(benchmark, request, method_name):
+    budget = get_budget("quick")
+    benchmark.group = "training iteration per method (CPU, quick)"
+    MEDIANS[method_name] = _measure(benchmark, request, training_iteration(method_name, budget), budget)
     if "standard" in MEDIANS:
         benchmark.extra_info["relative_to_standard"] = MEDIANS[method_name] / MEDIANS["standard"]
+
+
+def test_standard_iteration_paper(benchmark, request):
+    budget = get_budget("paper")
+    benchmark.group = "standard at the paper setting (CPU)"
+    _measure(benchmark, request, training_iteration("standard", budget), budget)

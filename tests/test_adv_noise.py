@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import pytest
 import torch
 
+from tests.toys import build_method, gen, toy_batch
 from robench.methods import Batch, get_method
 from robench.methods.hard_examples import l2_normalise
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def make(seed=0, **hp):
-    cls = get_method("adv-noise")
-    return cls({**cls.hparams, **hp}, num_classes=4, device=torch.device("cpu"), seed=seed)
-
-
-def toy_batch(n=4, size=32):
-    labels = torch.zeros(n, size, size, dtype=torch.int64)
-    labels[:, 8:24, 8:24] = 2
-    labels[:, 12:20, 12:20] = 3
-    labels[:, 10:22, 2:7] = 1
-    images = (labels.float() / 3 + 0.05 * torch.randn(n, size, size, generator=gen())).clamp(0, 1)[:, None]
-    return Batch(images, labels, n // 2)
+make = functools.partial(build_method, "adv-noise")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from tests.toys import build_method, gen
 from robench.imageops import centre_crop, minmax_per_slice
 from robench.methods import get_method, resolve_hparams
 from robench.methods.op_table import (
@@ -23,13 +24,7 @@ P, CROP = 56, 48
 N = 20000
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def make(name, seed=0, **hp):
-    cls = get_method(name)
-    return cls({**cls.hparams, **hp}, num_classes=4, device=torch.device("cpu"), seed=seed)
+make = build_method
 
 
 def padded_slices(n=8):

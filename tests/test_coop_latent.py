@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tests.toys import build_method, gen, toy_batch
 from robench.errors import ConfigError
 from robench.methods import Batch, get_method
 from robench.methods.coop_latent import batch_statistics_only
@@ -27,23 +28,8 @@ from robench.methods.nets import ShapeNet, init_weights, one_hot
 FROZEN = ("encoder", "decoupler", "seg_decoder", "stn")
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
 def make(name="coop-latent", seed=0, **hp):
-    cls = get_method(name)
-    return cls({**cls.hparams, **hp}, num_classes=4, device=torch.device("cpu"), seed=seed)
-
-
-def toy_batch(n=4, size=32):
-    g = gen()
-    labels = torch.zeros(n, size, size, dtype=torch.int64)
-    labels[:, 8:24, 8:24] = 2
-    labels[:, 12:20, 12:20] = 3
-    labels[:, 10:22, 2:7] = 1
-    images = (labels.float() / 3 + 0.05 * torch.randn(n, size, size, generator=g)).clamp(0, 1)[:, None]
-    return Batch(images, labels, n // 2)
+    return build_method(name, seed, **hp)
 
 
 def bn_buffers(module: nn.Module) -> dict[str, torch.Tensor]:

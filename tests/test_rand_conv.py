@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections import Counter
 
 import torch
 from torch.nn import functional as F
 
+from tests.toys import build_method, gen, toy_batch
 from robench.methods import Batch, get_method
 from robench.methods.divergences import js_consistency
 from robench.methods.rand_conv import KERNEL_SIZES, RandConvDraw, draw_rand_conv
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def make(seed=0, **hp):
-    cls = get_method("rand-conv")
-    return cls({**cls.hparams, **hp}, num_classes=4, device=torch.device("cpu"), seed=seed)
-
-
-def toy_batch(n=4, size=32):
-    labels = torch.zeros(n, size, size, dtype=torch.int64)
-    labels[:, 8:24, 8:24] = 2
-    labels[:, 12:20, 12:20] = 3
-    labels[:, 10:22, 2:7] = 1
-    images = (labels.float() / 3 + 0.05 * torch.randn(n, size, size, generator=gen())).clamp(0, 1)[:, None]
-    return Batch(images, labels, n // 2)
+make = functools.partial(build_method, "rand-conv")
 
 
 def test_kernel_sizes_vary_across_draws_uniformly_over_1_3_5_7():

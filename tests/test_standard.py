@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from tests.toys import build_method, toy_batch
 from robench.methods import Batch, get_method
 from robench.methods.nets import DualNet
 
 
-def make(seed=0, **hp):
-    cls = get_method("standard")
-    return cls({**cls.hparams, **hp}, num_classes=4, device=torch.device("cpu"), seed=seed)
-
-
-def toy_batch(n=4, size=32):
-    g = torch.Generator().manual_seed(0)
-    labels = torch.zeros(n, size, size, dtype=torch.int64)
-    labels[:, 8:24, 8:24] = 2
-    labels[:, 12:20, 12:20] = 3
-    labels[:, 10:22, 2:7] = 1
-    images = (labels.float() / 3 + 0.05 * torch.randn(n, size, size, generator=g)).clamp(0, 1)[:, None]
-    return Batch(images, labels, n // 2)
+make = functools.partial(build_method, "standard")
 
 
 def test_network_shapes_follow_the_paper():
