@@ -128,4 +128,4 @@ def test_cache_is_reused_and_partial_folders_are_ignored(tmp_path):
     stamp = (first / "generator.json").stat().st_mtime_ns
     second = ensure_cardiac_synth(tmp_path, seed=3, n_train=1, n_val=1, n_test=1, n_cross=1)
     assert second == first and (first / "generator.json").stat().st_mtime_ns == stamp
-    assert not list(tmp_path.glob(".cardiac-synth-2-*.partial"))
+    assert not list(tmp_path.glob(".cardiac-synth-3-*.partial"))

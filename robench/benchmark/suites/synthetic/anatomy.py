@@ -41,6 +41,11 @@ GROUPS: dict[str, GroupProfile] = {
 }
 
 
+# Short-axis views are planned the same way on every scanner: the RV lies anterior and to the
+# patient's right of the LV, i.e. up and left in the image; subjects vary around that (±0.5 rad).
+RV_DIRECTION = float(np.arctan2(-0.6, -1.0))
+
+
 @dataclass(frozen=True)
 class Subject:
     group: str
@@ -68,7 +73,7 @@ def sample_subject(rng: np.random.Generator, group: str) -> Subject:
     infarct = (float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.4, 0.7))) if g.infarct else None
     return Subject(
         group=group, n_slices=int(rng.integers(8, 13)), slice_spacing=u((8.0, 10.0)), lv_radius=u(g.lv_radius),
-        wall=u(g.wall), ef=u(g.ef), rv_scale=u(g.rv_scale), orientation=float(rng.uniform(0, 2 * np.pi)),
+        wall=u(g.wall), ef=u(g.ef), rv_scale=u(g.rv_scale), orientation=RV_DIRECTION + float(np.clip(rng.normal(0, 0.25), -0.5, 0.5)),
         centre=(float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12))), shape_harmonics=harmonics,
         papillary=papillary, infarct_sector=infarct, body=(u((135.0, 160.0)), u((100.0, 120.0))),
         warp_seed=int(rng.integers(2**31)), warp_mm=u((1.5, 3.5)),

@@ -21,7 +21,7 @@ import numpy as np
 
 from robench.benchmark.suites.synthetic import anatomy, imaging
 
-GENERATOR_VERSION = "cardiac-synth-2"
+GENERATOR_VERSION = "cardiac-synth-3"
 GROUP_ORDER = tuple(anatomy.GROUPS)
 MNMS_LABELS = np.array([0, 3, 2, 1], np.uint8)  # ACDC RV=1, MYO=2, LV=3 → M&Ms LV=1, MYO=2, RV=3
 
