@@ -23,7 +23,7 @@ from robench.benchmark.summary import summarise_test_sets
 from tests.conftest import ACDC_ROOT, needs_acdc
 
 GOLDEN = Path(__file__).parent / "regression"
-TOLERANCE = 0.01  # absolute Dice; covers float differences between CPUs, not behaviour changes
+TOLERANCE = 0.002  # absolute Dice; covers float differences between CPUs, not behaviour changes
 UPDATE = os.environ.get("ROBENCH_UPDATE_GOLDEN") == "1"
 
 # A CI-sized budget for the real-data check: the quick resolution, 150 updates (about a minute on 2 cores).
@@ -34,7 +34,7 @@ ACDC_CI_BUDGET = Budget(
 
 def _dice_by_test_set(records) -> dict[str, float]:
     summary = summarise_test_sets(records[records["primary"]])
-    return {row.test_set: round(float(row.dice), 4) for row in summary.itertuples()}
+    return {row.test_set: round(float(row.dice), 5) for row in summary.itertuples()}
 
 
 def _golden(name: str, measured: dict) -> dict:
