@@ -65,8 +65,8 @@ BUDGETS: dict[str, Budget] = {
             "seconds: 12 updates at 5.47 mm / 48², for tests only",
         ),
         Budget(
-            "quick", PAPER_SPACING_MM * 2, 112, 96, 10, None, 800, 100, 50, 10.0,
-            "minutes on 2 CPU cores: 800 updates of 5+5 slices at 2.73 mm / 96², learning rate ×10",
+            "quick", PAPER_SPACING_MM * 2, 112, 96, 10, None, 1000, 100, 50, 10.0,
+            "minutes on 2 CPU cores: 1000 updates of 5+5 slices at 2.73 mm / 96², learning rate ×10",
         ),
         Budget(
             "paper", PAPER_SPACING_MM, 224, 192, 20, 600, None, None, 200, 1.0,

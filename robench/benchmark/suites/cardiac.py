@@ -106,7 +106,7 @@ class CardiacSynthSuite:
     source = "generated on first use into $ROBENCH_HOME/synth (ACDC layout for site A, M&Ms layout for B–D)"
 
     def build(self, options: SuiteOptions) -> SuiteData:
-        from robench.benchmark.suites.synthetic import GENERATOR_VERSION, ensure_cardiac_synth
+        from robench.benchmark.suites.synth import GENERATOR_VERSION, ensure_cardiac_synth
 
         root = ensure_cardiac_synth(options.cache_dir)
         site_a = root / "siteA"
