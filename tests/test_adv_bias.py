@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tests.toys import build_method, gen, toy_batch
+from tests.toys import briefly_trained, build_method, divergence_of, gen, toy_batch
 from robench.methods import Batch, get_method
 from robench.methods.bias_field import BiasFieldGrid, bspline_kernel_1d, clamp_log_params
 from robench.methods.hard_examples import l2_normalise
@@ -63,20 +63,12 @@ def test_constant_control_points_give_a_constant_field_inside():
 
 @pytest.fixture(scope="module")
 def trained():
-    method, batch = make(lr=1e-3), toy_batch()
-    for _ in range(5):
-        method.update(batch)
-    with torch.no_grad():
-        logits = method.standard_losses(batch.images, batch.labels).logits
-    return method, batch, torch.softmax(logits, 1)
+    """A briefly trained method, its batch and the reference prediction of a standard pass."""
+    return briefly_trained(make(lr=1e-3), toy_batch())
 
 
 def divergence_at(method, x, reference, phi):
-    method.eval()
-    with torch.no_grad():
-        d = method.divergence(reference, method.net.segment(method.model_input(method.biased(x, phi))))
-    method.train()
-    return float(d)
+    return divergence_of(method, method.biased(x, phi), reference)
 
 
 def test_adversarial_step_raises_the_divergence_more_than_random_steps(trained):

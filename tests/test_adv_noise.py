@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tests.toys import build_method, gen, toy_batch
+from tests.toys import briefly_trained, build_method, divergence_of, gen, toy_batch
 from robench.methods import Batch, get_method
 from robench.methods.hard_examples import l2_normalise
 
@@ -20,20 +20,11 @@ make = functools.partial(build_method, "adv-noise")
 @pytest.fixture(scope="module")
 def trained():
     """A briefly trained method, its batch and the reference prediction of a standard pass."""
-    method, batch = make(lr=1e-3), toy_batch()
-    for _ in range(5):
-        method.update(batch)
-    with torch.no_grad():
-        logits = method.standard_losses(batch.images, batch.labels).logits
-    return method, batch, torch.softmax(logits, 1)
+    return briefly_trained(make(lr=1e-3), toy_batch())
 
 
 def divergence_at(method, x, reference, r):
-    method.eval()
-    with torch.no_grad():
-        d = method.divergence(reference, method.net.segment(method.model_input(method.perturbed(x, r))))
-    method.train()
-    return float(d)
+    return divergence_of(method, method.perturbed(x, r), reference)
 
 
 @pytest.mark.parametrize("eps", [0.1, 2.0])  # the default radius, and a larger one

@@ -25,3 +25,21 @@ def toy_batch(n: int = 4, size: int = 32) -> Batch:
     labels[:, 10:22, 2:7] = 1
     images = (labels.float() / 3 + 0.05 * torch.randn(n, size, size, generator=gen())).clamp(0, 1)[:, None]
     return Batch(images, labels, n // 2)
+
+
+def briefly_trained(method, batch: Batch, steps: int = 5):
+    """The method after a few updates on `batch`, with the softmax reference of a standard pass."""
+    for _ in range(steps):
+        method.update(batch)
+    with torch.no_grad():
+        logits = method.standard_losses(batch.images, batch.labels).logits
+    return method, batch, torch.softmax(logits, 1)
+
+
+def divergence_of(method, perturbed: torch.Tensor, reference: torch.Tensor) -> float:
+    """The method's divergence from `reference` on already perturbed inputs, with BN in eval mode."""
+    method.eval()
+    with torch.no_grad():
+        d = method.divergence(reference, method.net.segment(method.model_input(perturbed)))
+    method.train()
+    return float(d)
