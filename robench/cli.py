@@ -80,6 +80,11 @@ def run(
     out: Path = typer.Option(Path("runs"), help="Results root; the run folder is <out>/<run id>."),
     data_root: Optional[Path] = typer.Option(None, help="ACDC folder (official NIfTI or SSL4MIS HDF5 layout)."),
     mnms_root: Optional[Path] = typer.Option(None, help="M&Ms folder (official layout), adds per-vendor test sets."),
+    sunnybrook_root: Optional[Path] = typer.Option(None, help="Sunnybrook folder (DICOM + contours), adds a cross-site test set."),
+    corruptions: str = typer.Option(
+        "acdc-c", help="Artefact test sets: acdc-c (the paper's four), graded (9 types × 5 severities), all, none."
+    ),
+    corruption_seed: int = typer.Option(0, help="Seed of the frozen artefact copies."),
     hparam: Optional[List[str]] = typer.Option(None, help="Hyperparameter override key=value (repeatable)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run of the same config."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
@@ -89,12 +94,16 @@ def run(
     """Train a method on a suite and evaluate it on every test set."""
     from robench.benchmark.config import parse_hparam_overrides
     from robench.benchmark.runner import RunRequest, execute
-    from robench.benchmark.suites import SuiteOptions
+    from robench.benchmark.suites import SuiteOptions, parse_corruption_families
 
-    extra = {"mnms": mnms_root} if mnms_root else {}
+    extra = {k: v for k, v in (("mnms", mnms_root), ("sunnybrook", sunnybrook_root)) if v is not None}
+    options = SuiteOptions(
+        data_root=data_root, cval=cval, cache_dir=cache_dir, extra_roots=extra,
+        corruptions=parse_corruption_families(corruptions), corruption_seed=corruption_seed,
+    )
     request = RunRequest(
         suite=suite, method=method, seed=seed, cval=cval, budget=budget, hparams=parse_hparam_overrides(hparam),
-        out=out, options=SuiteOptions(data_root=data_root, cval=cval, cache_dir=cache_dir, extra_roots=extra),
+        out=out, options=options,
         resume=resume, device=device, hd95_variant=hd95,
     )
     result = execute(request, log=lambda m: console.print(m, highlight=False))
@@ -158,13 +167,19 @@ def predict(
 def leaderboard(
     root: Path = typer.Argument(..., help="Results root holding run folders."),
     format: str = typer.Option("markdown", "--format", help="markdown | csv | json."),
-    reference: str = typer.Option("standard", help="Reference method of the paired tests."),
+    reference: str = typer.Option("standard", help="Reference method of the paired tests and of mCE."),
+    save_mce_reference: bool = typer.Option(
+        False, help="Maintainers: write the reference method's graded-corruption errors as robench's shipped mCE reference."
+    ),
 ) -> None:
     """Tables from every finished run under ROOT (mean ± std over seeds/cvals, bootstrap CI, paired tests)."""
-    from robench.leaderboards import collect_records, render
+    from robench.leaderboards import collect_records, render, save_mce_references
     from robench.leaderboards import leaderboard as build
 
     records, runs = collect_records(root)
+    if save_mce_reference:
+        for path in save_mce_references(records, runs, reference):
+            err_console.print(f"wrote mCE reference {path}", highlight=False)
     board = build(records, runs, reference_method=reference)
     typer.echo(render(board, format))
 

@@ -86,3 +86,104 @@ def write_mnms(root: Path, codes: list[str], vendor: str = "B", seed: int = 0, s
         writer.writerow(["External code", "VendorName", "Vendor", "Centre", "ED", "ES"])
         writer.writerows(rows)
     return root
+
+
+
+SUNNYBROOK_BOXES = {"ED": (9.5, 5.5, 19.5, 11.5), "ES": (11.5, 6.5, 17.5, 10.5), "epi": (6.5, 2.5, 22.5, 14.5)}
+
+
+def _rectangle_contour(x0: float, y0: float, x1: float, y1: float, per_side: int = 4) -> str:
+    """A Sunnybrook contour file's text: one 'x y' point per line, x = column, y = row."""
+    t = np.linspace(0, 1, per_side, endpoint=False)
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full_like(t, x1), x1 - (x1 - x0) * t, np.full_like(t, x0)])
+    ys = np.concatenate([np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 - (y1 - y0) * t])
+    return "".join(f"{x:.2f} {y:.2f}\n" for x, y in zip(xs, ys))
+
+
+def _write_cine_dicom(path: Path, series: tuple[str, int, str], instance: int, location: int, trigger: float,
+                      lv_box, shape) -> None:
+    """One GE-like cine frame; the pixels inside `lv_box` (x0, y0, x1, y1, pixel centres) are 1000, the rest 100."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Manufacturer = "MR", "GE MEDICAL SYSTEMS"
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series
+    ds.InstanceNumber, ds.TriggerTime = instance, f"{trigger:.3f}"
+    ds.SliceLocation, ds.ImagePositionPatient = f"{-30.0 - 10 * location:.3f}", [0.0, 0.0, -30.0 - 10 * location]
+    ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [1.25, 1.5], "8", "10"
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    pixels = np.full(shape, 100, np.int16)
+    if lv_box is not None:
+        x0, y0, x1, y1 = (int(v + 0.5) for v in lv_box)
+        pixels[y0:y1, x0:x1] = 1000
+    ds.PixelData = pixels.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_sunnybrook(
+    root: Path, layout: str = "original",
+    subjects: tuple[tuple[str, str], ...] = (("SCD0000101", "SC-HF-I-1"), ("SCD0000201", "SC-HF-I-2")),
+    id_table: bool = True, shape=(32, 40), phases: int = 4, locations: int = 3,
+) -> Path:
+    """Sunnybrook cine DICOMs with rectangular contours, in the `original` or `redistributed` layout.
+
+    original: SCD_DeidentifiedImages/<SCD id>/CINESAX_300/IM-0003-NNNN.dcm (every frame) beside a decoy
+    CINELAX_301 series with the same instance numbers, SCD_ManualContours/<SC-HF-I-01>/contours-manual/
+    IRCCI-expert/ (plus an ignored p1 contour), scd_patientdata.csv.
+    redistributed: dicoms/<SCD id>/<n>.dcm (contoured frames only), contourfiles/<SC-HF-I-1>/{i,o}-contours/,
+    link.csv.
+    Instance = location * phases + frame + 1. ED is the last frame (as in the real data), ES frame 1; the
+    last location (apex) has endocardium only, at both phases. ED LV: columns 10-19, rows 6-11 (60 px);
+    epicardium: columns 7-22, rows 3-14 (192 px, so MYO 132); ES LV: columns 12-17, rows 7-10 (24 px).
+    """
+    from pydicom.uid import generate_uid
+
+    frames = {phases - 1: "ED", 1: "ES"}
+    for subject, original in subjects:
+        group, number = original.rsplit("-", 1)
+        if layout == "original":
+            image_dir = root / "SCD_DeidentifiedImages" / subject / "CINESAX_300"
+            folder = root / "SCD_ManualContours" / f"{group}-{int(number):02d}" / "contours-manual" / "IRCCI-expert"
+            contour_dirs = {"i": folder, "o": folder}
+        else:
+            image_dir = root / "dicoms" / subject
+            contour_dirs = {k: root / "contourfiles" / original / f"{k}-contours" for k in "io"}
+        sax = (generate_uid(), 300, "CINESAX")
+        for location in range(locations):
+            for frame in range(phases):
+                instance, phase = location * phases + frame + 1, frames.get(frame)
+                trigger = frame * 700 / phases + location
+                name = f"IM-0003-{instance:04d}.dcm" if layout == "original" else f"{instance}.dcm"
+                if layout == "original" or phase is not None:
+                    _write_cine_dicom(image_dir / name, sax, instance, location, trigger, SUNNYBROOK_BOXES.get(phase), shape)
+                if phase is None:
+                    continue
+                contours = {"i": SUNNYBROOK_BOXES[phase]}
+                if phase == "ED" and location < locations - 1:
+                    contours["o"] = SUNNYBROOK_BOXES["epi"]
+                if layout == "original" and phase == "ED":
+                    contours["p1"] = (12.5, 7.5, 13.5, 8.5)
+                for kind, box in contours.items():
+                    folder = contour_dirs.get(kind, contour_dirs["i"])
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / f"IM-0001-{instance:04d}-{kind}contour-manual.txt").write_text(_rectangle_contour(*box))
+        if layout == "original":
+            lax = (generate_uid(), 301, "CINELAX")
+            for instance in range(1, phases * locations + 1):
+                path = image_dir.parent / "CINELAX_301" / f"IM-0004-{instance:04d}.dcm"
+                _write_cine_dicom(path, lax, instance, 0, 0.0, None, shape)
+    if id_table:
+        header, name = (("PatientID", "OriginalID"), "scd_patientdata.csv") if layout == "original" else (("patient_id", "original_id"), "link.csv")
+        with (root / name).open("w", newline="") as f:
+            csv.writer(f).writerows([header, *subjects])
+    return root

@@ -22,8 +22,26 @@ def test_run_id_is_canonical_and_sensitive_to_every_field():
         RunConfig("s", "m", seed=0, hparams={"a": 3, "b": 1}),
         RunConfig("s", "m", seed=0, budget="paper", hparams={"a": 2, "b": 1}),
         RunConfig("s", "m", seed=0, hparams={"a": 2, "b": 1}, data={"fingerprint": "x"}),
+        RunConfig("s", "m", seed=0, hparams={"a": 2, "b": 1}, budget_spec="changed"),
     ):
         assert other.run_id() != a.run_id()
+
+
+def test_budget_fingerprint_follows_settings_not_wording():
+    import dataclasses
+
+    quick = BUDGETS["quick"]
+    assert dataclasses.replace(quick, description="other words").fingerprint() == quick.fingerprint()
+    assert dataclasses.replace(quick, lr_schedule="constant").fingerprint() != quick.fingerprint()
+
+
+def test_cosine_schedule_decays_from_the_multiplied_rate_to_the_methods_own():
+    quick = BUDGETS["quick"]
+    total = quick.iterations
+    factors = [quick.lr_factor(i, total) for i in range(total)]
+    assert factors[0] == 1.0 and abs(factors[-1] * quick.lr_multiplier - 1.0) < 1e-12
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert BUDGETS["paper"].lr_factor(500, 1000) == 1.0
 
 
 def test_budgets_keep_the_papers_field_of_view_and_network_divisibility():
@@ -95,3 +113,20 @@ def test_short_budgets_scale_the_learning_rate_and_paper_keeps_it():
     quick = get_budget("quick").effective_hparams(hp)
     assert quick["lr"] == 1e-4 * get_budget("quick").lr_multiplier and quick["input_noise"] == 0.05
     assert get_budget("quick").effective_hparams({"p": 1}) == {"p": 1}  # methods without lr are untouched
+
+
+def test_trainer_applies_the_schedule_to_every_optimiser(tmp_path):
+    from robench.benchmark.store import RunFolder
+    from robench.benchmark.train import Trainer
+    from tests.toys import build_method
+
+    quick = BUDGETS["quick"]
+    method = build_method("coop-latent", lr=1e-3)
+    trainer = Trainer(method, quick, RunFolder(tmp_path), seed=0, progress=False)
+    trainer.state.iteration = quick.iterations - 1
+    trainer.set_learning_rate(quick.iterations)
+    rates = {g["lr"] for o in method.optimisers().values() for g in o.param_groups}
+    assert rates == {1e-3 / quick.lr_multiplier}
+    trainer.state.iteration = 0
+    trainer.set_learning_rate(quick.iterations)  # the schedule is a function of the iteration, not of past calls
+    assert {g["lr"] for o in method.optimisers().values() for g in o.param_groups} == {1e-3}

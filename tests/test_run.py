@@ -105,3 +105,67 @@ def test_predict_refuses_unfinished_runs(tmp_path):
 
     with pytest.raises(RunStateError, match="not a robench run folder"):
         list(predict_files(tmp_path, [], tmp_path, mode=None, device="cpu"))
+
+
+def test_finished_run_is_evaluated_on_test_sets_the_suite_gained(finished, tiny_acdc, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from robench.benchmark.suites.cardiac import CardiacSuite
+    from robench.benchmark.suites.base import TestSet
+
+    copy = tmp_path / finished.folder.path.name
+    shutil.copytree(finished.folder.path, copy)
+    before = (copy / "records.parquet").read_bytes()
+    earlier = set((copy / "evaluations").glob("*.parquet"))
+    build = CardiacSuite.build
+
+    def with_extra_set(self, options):
+        data = build(self, options)
+        extra = TestSet("ACDC-subset", "cross-site", data.test_sets[0].cases[:2])
+        return dataclasses.replace(data, test_sets=(*data.test_sets, extra))
+
+    monkeypatch.setattr(CardiacSuite, "build", with_extra_set)
+    again = execute(request(tiny_acdc, tmp_path), log=lambda m: None)
+    assert again.already_finished and again.folder.path == copy
+    assert (copy / "records.parquet").read_bytes() == before  # the finished records are never rewritten
+    [added] = set(again.folder.evaluation_files()) - earlier
+    new = pd.read_parquet(added)
+    assert set(new["test_set"]) == {"ACDC-subset"} and len(new) == 2 * 2 * 3
+    assert {"ACDC", "ACDC-subset"} <= set(again.records["test_set"])
+    execute(request(tiny_acdc, tmp_path), log=lambda m: None)
+    assert set(again.folder.evaluation_files()) - earlier == {added}  # nothing left to evaluate the second time
+
+
+def test_evaluating_the_same_folder_twice_keeps_the_first_result(finished, tmp_path):
+    import shutil
+
+    from robench.benchmark.external import evaluate_external
+    from tests.fixtures import write_acdc_hdf5
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished.folder.path, copy)
+    other = write_acdc_hdf5(tmp_path / "other", ["patient101"], seed=3)
+    evaluate_external(copy, other, name="Other", kind="cross-site", device="cpu")
+    with pytest.raises(RunStateError, match="already evaluated"):
+        evaluate_external(copy, other, name="Other", kind="cross-site", device="cpu")
+
+
+def test_sunnybrook_root_adds_a_cross_site_set_scored_on_delineated_classes(finished, tiny_acdc, tmp_path):
+    import shutil
+
+    from tests.fixtures import write_sunnybrook
+
+    sunnybrook = write_sunnybrook(tmp_path / "sb", layout="redistributed")
+    copy = tmp_path / "runs" / finished.folder.path.name
+    shutil.copytree(finished.folder.path, copy)
+    options = SuiteOptions(data_root=tiny_acdc, cval=0, extra_roots={"sunnybrook": sunnybrook})
+    result = execute(RunRequest(suite="cardiac", method="standard", budget="smoke", out=tmp_path / "runs",
+                                options=options, progress=False), log=lambda m: None)
+    # a cross-site root adds test sets, not training data: the finished run is extended, not retrained
+    assert result.already_finished and result.folder.path == copy
+    sb = result.records[result.records["test_set"] == "Sunnybrook"]
+    assert set(sb["kind"]) == {"cross-site"} and set(sb["vendor"]) == {"GE"}
+    ed, es = sb[sb["frame"] == "ED"], sb[sb["frame"] == "ES"]
+    assert set(ed["class"]) == {"LV", "MYO"} and set(es["class"]) == {"LV"}  # never RV; no MYO at ES
+    assert set(sb["unit"]) == {f"{s}_{f}" for s in ("SCD0000101", "SCD0000201") for f in ("ED", "ES")}

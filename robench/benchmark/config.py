@@ -5,13 +5,17 @@ paper's protocol: `quick` and `smoke` resample in-plane to 2× and 4× the paper
 and crop 96² and 48², which cover the same 262 mm as the paper's 192² at 1.367 mm.
 Because they also run a small fraction of the paper's ~11k updates, they multiply every
 method's learning rate by `lr_multiplier` (recorded in the run's config); `paper` uses the
-methods' learning rates unchanged.
+methods' learning rates unchanged. `quick` also decays the learning rate on a cosine from
+×`lr_multiplier` back to the method's own rate over the run (`lr_schedule`), so the last
+updates take the small steps of the paper's setting; the schedule is a pure function of
+the iteration, so resumed runs follow it exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -35,6 +39,22 @@ class Budget:
     checkpoint_every: int  # iterations between resumable checkpoints
     lr_multiplier: float  # applied to a method's `lr` hyperparameter (short budgets need larger steps)
     description: str
+    lr_schedule: str = "constant"  # "constant" | "cosine" (from ×lr_multiplier down to ×1 at the last update)
+
+    def lr_factor(self, iteration: int, total: int) -> float:
+        """Multiplier on the (already ×lr_multiplier) learning rate for update number `iteration` (0-based)."""
+        if self.lr_schedule == "constant" or total <= 1:
+            return 1.0
+        if self.lr_schedule != "cosine":
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; use constant or cosine")
+        floor = 1.0 / self.lr_multiplier
+        progress = min(iteration, total - 1) / (total - 1)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def fingerprint(self) -> str:
+        """Identity of everything but the description: a run trained under changed settings is another run."""
+        spec = {k: v for k, v in asdict(self).items() if k != "description"}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def effective_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         """The hyperparameters a method trains with under this budget."""
@@ -66,7 +86,8 @@ BUDGETS: dict[str, Budget] = {
         ),
         Budget(
             "quick", PAPER_SPACING_MM * 2, 112, 96, 10, None, 1000, 100, 50, 10.0,
-            "minutes on 2 CPU cores: 1000 updates of 5+5 slices at 2.73 mm / 96², learning rate ×10",
+            "minutes on 2 CPU cores: 1000 updates of 5+5 slices at 2.73 mm / 96², learning rate ×10 cosine-decayed to ×1",
+            "cosine",
         ),
         Budget(
             "paper", PAPER_SPACING_MM, 224, 192, 20, 600, None, None, 200, 1.0,
@@ -94,6 +115,7 @@ class RunConfig:
     budget: str = "quick"
     hparams: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, str] = field(default_factory=dict)  # data fingerprints, not paths
+    budget_spec: str = ""  # Budget.fingerprint(): resolution, iterations, lr schedule of the budget named
 
     def canonical(self) -> dict[str, Any]:
         d = asdict(self)

@@ -21,6 +21,7 @@ from robench.benchmark.metrics import case_metrics
 from robench.benchmark.preprocess import prepare, test_slices, to_original_grid
 from robench.benchmark.records import RECORD_COLUMNS
 from robench.benchmark.suites.base import Case, TestSet
+from robench.errors import DataError
 from robench.methods.base import Method
 
 
@@ -75,12 +76,29 @@ def evaluate(
                 predictions = predict_volume(method, case, budget, method.prediction_modes)
                 inference_seconds += (time.perf_counter() - started) / len(method.prediction_modes)
                 volumes += 1
+                scored = scored_classes(classes, {**test_set.meta, **case.meta}, case.case_id)
                 for mode, pred in predictions.items():
-                    for m in case_metrics(pred, case.label, case.spacing, classes, hd95_variant=hd95_variant):
+                    for m in case_metrics(pred, case.label, case.spacing, scored, hd95_variant=hd95_variant):
                         rows.append(_record(run_info, test_set, case, mode, mode == method.primary_mode, m))
                 bar.advance(task)
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     return EvaluationResult(frame, inference_seconds / max(volumes, 1))
+
+
+def scored_classes(classes: Mapping[str, int], meta: Mapping[str, object], case_id: str) -> dict[str, int]:
+    """The classes a case's reference actually delineates.
+
+    Some references label only part of the anatomy (Sunnybrook: LV at ED and ES, MYO at ED
+    only, never RV); scoring an undelineated structure would count every correct prediction
+    of it as a false positive, so such cases list their classes in `meta["classes"]`.
+    """
+    names = meta.get("classes")
+    if names is None:
+        return dict(classes)
+    unknown = [n for n in names if n not in classes]  # type: ignore[union-attr]
+    if unknown:
+        raise DataError(f"case {case_id}: classes {unknown} are not classes of this suite ({', '.join(classes)})")
+    return {n: classes[n] for n in names}  # type: ignore[union-attr]
 
 
 def _record(run_info, test_set: TestSet, case: Case, mode: str, primary: bool, m: Mapping[str, object]) -> dict:
@@ -94,6 +112,7 @@ def _record(run_info, test_set: TestSet, case: Case, mode: str, primary: bool, m
         "corruption": str(meta.get("corruption", "")),
         "severity": int(meta.get("severity", 0) or 0),
         "case_id": case.case_id,
+        "unit": str(meta.get("unit") or meta.get("source_case") or case.case_id),
         "subject": str(meta.get("subject", "")),
         "frame": str(meta.get("frame", "")),
         "mode": mode,

@@ -11,7 +11,7 @@ import numpy as np
 from robench.benchmark.config import get_budget
 from robench.benchmark.evaluate import evaluate, predict_volume
 from robench.benchmark.runner import build_method
-from robench.benchmark.store import RunFolder, write_records
+from robench.benchmark.store import RunFolder
 from robench.benchmark.suites import acdc
 from robench.benchmark.suites.base import Case, TestSet, check_case
 from robench.benchmark.suites.nifti import load_nifti, save_nifti, xyz_to_zyx
@@ -40,6 +40,12 @@ def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind:
     root = Path(test_root).expanduser().resolve()
     subjects = acdc.discover_acdc(root)
     name = name or root.name
+    tag = hashlib.sha256(str(sorted(subjects)).encode()).hexdigest()[:8]
+    if folder.evaluation_path(f"{name}-{tag}").exists():
+        raise RunStateError(
+            f"{folder.evaluation_path(f'{name}-{tag}')} exists: this run was already evaluated on {root}; "
+            "its records are kept (delete the file to redo it)"
+        )
     refs = tuple(r for s in subjects.values() for r in acdc.case_refs(s, {"site": name}))
     budget = get_budget(config["budget"])
     info = {k: config[k] for k in ("method", "suite", "budget", "seed", "cval")}
@@ -51,9 +57,7 @@ def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind:
         method, [TestSet(name, kind, refs)], budget, CARDIAC_CLASSES, info,  # type: ignore[arg-type]
         hd95_variant=config.get("hd95_variant", "max_directed"),
     )
-    tag = hashlib.sha256(str(sorted(subjects)).encode()).hexdigest()[:8]
-    path = folder.path / "evaluations" / f"{name}-{tag}.parquet"
-    write_records(path, result.records)
+    path = folder.add_evaluation(f"{name}-{tag}", result.records)
     return path, result.records
 
 

@@ -15,6 +15,8 @@ CASE_COLUMNS = (
     "corruption",  # corruption type for artefact sets, "" otherwise
     "severity",  # 1..5 for graded corruptions, 0 otherwise
     "case_id",  # unique within the test set, e.g. "patient007_ED"
+    "unit",  # statistical unit the case belongs to: itself for a volume; the patient+phase of a
+    #          Sunnybrook slice; the source volume of an artefact copy (copies are not independent)
     "subject",
     "frame",  # "ED" | "ES" | "" (Sunnybrook slices carry the phase here too)
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import sys
 from dataclasses import dataclass, field
@@ -65,12 +66,13 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     suite_data: SuiteData = get_suite(request.suite).build(request.options)
     config = RunConfig(
         suite=request.suite, method=request.method, seed=request.seed, cval=request.cval, budget=request.budget,
-        hparams=hparams, data={"fingerprint": suite_data.fingerprint},
+        hparams=hparams, data={"fingerprint": suite_data.fingerprint}, budget_spec=budget.fingerprint(),
     )
     run_id = config.run_id()
     folder = RunFolder.for_config(request.out, run_id)
     if folder.finished:
-        return RunResult(folder, True, folder.records(), suite_data.notes)
+        evaluate_new_test_sets(folder, config, run_id, suite_data, request, log)
+        return RunResult(folder, True, folder.all_records(), suite_data.notes)
     if folder.started and not request.resume:
         raise RunStateError(
             f"{folder.path}: an interrupted run of this config exists; add --resume to continue it "
@@ -120,6 +122,35 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     folder.finish(result.records, summary)
     folder.log("finished")
     return RunResult(folder, False, result.records, suite_data.notes)
+
+
+def evaluate_new_test_sets(
+    folder: RunFolder, config: RunConfig, run_id: str, suite_data: SuiteData, request: RunRequest,
+    log: Callable[[str], None],
+) -> None:
+    """Evaluate the best checkpoint of a finished run on suite test sets it has no records for.
+
+    Test sets are not part of a run's identity (only the training data are), so a suite that
+    gains test sets — corruptions, another site's folder — extends finished runs instead of
+    retraining them; the new records go to `evaluations/`, the original records stay untouched.
+    """
+    done = set(folder.all_records()["test_set"].astype(str).unique())
+    missing = [t for t in suite_data.test_sets if t.name not in done]
+    if not missing:
+        return
+    log(f"{folder.path}: finished; evaluating {len(missing)} test sets it has no records for")
+    budget = get_budget(config.budget)
+    device = pick_device(request.device)
+    method = build_method(config.method, budget.effective_hparams(dict(config.hparams)), config.seed,
+                          len(suite_data.classes) + 1, device)
+    load_best(method, folder)
+    hd95 = folder.config().get("hd95_variant", request.hd95_variant)
+    result = evaluate(method, missing, budget, suite_data.classes, run_info(config, run_id),
+                      hd95_variant=hd95, progress=request.progress)
+    names = ",".join(sorted(t.name for t in missing))
+    tag = hashlib.sha256(names.encode()).hexdigest()[:8]
+    folder.add_evaluation(f"suite-{tag}", result.records)
+    folder.log(f"evaluated {len(missing)} new test sets: {names}")
 
 
 def _roots(options: SuiteOptions) -> dict[str, Path]:

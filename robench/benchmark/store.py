@@ -29,6 +29,7 @@ from robench.errors import RunStateError
 DONE = "done.json"
 CONFIG = "config.json"
 RECORDS = "records.parquet"
+EVALUATIONS = "evaluations"  # records added after the run finished: new test sets, other folders
 TRACKED_PACKAGES = (
     "torch", "numpy", "scipy", "nibabel", "h5py", "pandas", "pyarrow", "torchio", "typer", "rich", "pydicom",
 )
@@ -149,6 +150,27 @@ class RunFolder:
 
     def records(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / RECORDS)
+
+    def evaluation_files(self) -> list[Path]:
+        return sorted((self.path / EVALUATIONS).glob("*.parquet"))
+
+    def all_records(self) -> pd.DataFrame:
+        """The run's own records plus every later evaluation of its best checkpoint."""
+        parts = [self.records(), *(pd.read_parquet(p) for p in self.evaluation_files())]
+        return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+
+    def evaluation_path(self, name: str) -> Path:
+        return self.path / EVALUATIONS / f"{name}.parquet"
+
+    def add_evaluation(self, name: str, records: pd.DataFrame) -> Path:
+        """Store records of a later evaluation; an existing evaluation is a finished result and is kept."""
+        if not self.finished:
+            raise RunStateError(f"{self.path}: run not finished; complete it with `robench run ... --resume` first")
+        path = self.evaluation_path(name)
+        if path.exists():
+            raise RunStateError(f"{path} exists: this evaluation was done before and is kept; delete the file to redo it")
+        write_records(path, records)
+        return path
 
     def log(self, message: str) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

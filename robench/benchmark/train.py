@@ -165,6 +165,7 @@ class Trainer:
             try:
                 while self.state.iteration < total:
                     started = time.perf_counter()
+                    self.set_learning_rate(total)
                     losses = self.method.update(self.next_batch(data))
                     self.state.iteration += 1
                     self.state.history.append({"iteration": self.state.iteration, **losses})
@@ -185,6 +186,14 @@ class Trainer:
                 self.folder.log(f"interrupted at iteration {self.state.iteration}")
                 raise
         return self.state
+
+    def set_learning_rate(self, total: int) -> None:
+        """Apply the budget's schedule to every optimiser; `initial_lr` keeps each group's starting rate."""
+        factor = self.budget.lr_factor(self.state.iteration, total)
+        for optimiser in self.method.optimisers().values():
+            for group in optimiser.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
 
     def validate(self, val: ValidationSet) -> None:
         score = mean_iou(self.method, val, self.method.selection_mode)

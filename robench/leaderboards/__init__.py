@@ -6,6 +6,6 @@ records into one table per (suite, budget), `render` turns a board into text.
 
 from robench.leaderboards.collect import collect_records
 from robench.leaderboards.render import render
-from robench.leaderboards.table import Cell, Column, Leaderboard, Row, Table, leaderboard, metric_table
+from robench.leaderboards.table import Cell, Column, Leaderboard, Row, Table, leaderboard, metric_table, save_mce_references
 
-__all__ = ["Cell", "Column", "Leaderboard", "Row", "Table", "collect_records", "leaderboard", "metric_table", "render"]
+__all__ = ["Cell", "Column", "Leaderboard", "Row", "Table", "collect_records", "leaderboard", "metric_table", "render", "save_mce_references"]

@@ -21,6 +21,7 @@ from robench.errors import ConfigError, DataError
 DONE_FILE = "done.json"
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "records.parquet"
+EVALUATIONS_DIR = "evaluations"  # later evaluations of a finished run (new test sets, other folders)
 CONFIG_KEYS = ("method", "suite", "budget", "seed", "cval", "hparams")
 COST_KEYS = ("train_seconds", "peak_memory_mb", "infer_seconds_per_volume")
 RUN_TABLE_COLUMNS = ("run_id", "path", "method", "suite", "budget", "seed", "cval", "hparams", *COST_KEYS, "device")
@@ -90,7 +91,10 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     if missing:
         raise DataError(f"{config_path} lacks the keys {missing}; the run folder was not written by robench")
     done = _read_json(folder / DONE_FILE, required=False)
-    records = _read_records(folder / RECORDS_FILE)
+    parts = [_read_records(folder / RECORDS_FILE)]
+    parts += [_read_records(path) for path in sorted((folder / EVALUATIONS_DIR).glob("*.parquet"))]
+    _check_no_duplicate_test_sets(parts, folder)
+    records = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     run_ids = records["run_id"].dropna().astype(str).unique()
     if len(run_ids) > 1:
@@ -113,6 +117,20 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
     run["device"] = None if done.get("device") is None else str(done["device"])
     return records, run
+
+
+def _check_no_duplicate_test_sets(parts: list[pd.DataFrame], folder: Path) -> None:
+    """A test set evaluated twice for one run would be counted twice in every mean."""
+    seen: set[str] = set()
+    for part in parts:
+        names = set(part["test_set"].astype(str).unique())
+        twice = seen & names
+        if twice:
+            raise DataError(
+                f"{folder}: test sets {sorted(twice)} appear in records.parquet and in {EVALUATIONS_DIR}/ more than once; "
+                "delete the duplicate evaluation file"
+            )
+        seen |= names
 
 
 def _read_json(path: Path, *, required: bool) -> dict:

@@ -57,7 +57,8 @@ def _markdown_table(table: Table) -> str:
         if column.name == last_metric_column:
             header.append("Runs")
     lines = [
-        f"### `{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}",
+        f"### `{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}"
+        + (f" · {table.view}" if table.view else ""),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" if name == "Method" else "---:" for name in header) + "|",
@@ -113,6 +114,11 @@ def _legend(table: Table) -> str:
         + (f"; {'/'.join(classes)}: per-class Avg" if classes else "") + ".",
         f"Runs per row: {runs_text}.",
     ]
+    names = {c.name for c in table.columns if c.role == "corruption"}
+    if "Corruption" in names:
+        parts.append("Corruption: mean over the graded corruption sets (type × severity 1–5), not part of Avg.")
+    if "mCE" in names:
+        parts.append("mCE: mean over types of Σ_s(1 − Dice) / Σ_s(1 − Dice of the reference); lower is better, 1 = reference.")
     if table.n_boot:
         parts.append(f"95 % CI: two-level bootstrap over cases (within test set) and runs, {table.n_boot} resamples, seed {table.seed}.")
     if table.reference:
@@ -143,6 +149,7 @@ def _csv(board: Leaderboard) -> str:
                         "suite": table.suite,
                         "budget": table.budget,
                         "metric": table.metric,
+                        "view": table.view,
                         "rank": row.rank,
                         "rank_low": row.rank_interval[0] if row.rank_interval else None,
                         "rank_high": row.rank_interval[1] if row.rank_interval else None,
@@ -176,6 +183,7 @@ def _json(board: Leaderboard) -> str:
                 "suite": table.suite,
                 "budget": table.budget,
                 "metric": table.metric,
+                "view": table.view,
                 "higher_is_better": table.higher_is_better,
                 "columns": [{"name": c.name, "role": c.role, "test_set_kind": c.test_set_kind or None} for c in table.columns],
                 "reference": table.reference,

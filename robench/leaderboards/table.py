@@ -33,13 +33,14 @@ import zlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from robench.benchmark.records import METRIC_COLUMNS
 from robench.errors import ConfigError, DataError
-from robench.leaderboards import stats
+from robench.leaderboards import corruption, stats
 from robench.leaderboards.collect import canonical_hparams
 
 REQUIRED_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "test_set", "kind", "case_id", "mode", "primary", "class")
@@ -47,6 +48,7 @@ KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefa
 CLASS_ORDER = ("LV", "MYO", "RV")
 BUDGET_ORDER = ("smoke", "quick", "paper")
 LOWER_IS_BETTER = frozenset({"hd95", "assd"})
+GRADED_VIEW = "graded corruptions (cell: mean over severities 1–5)"
 COSTS = {  # done.json key -> (column, factor to the column's unit)
     "train_seconds": ("Train h", 1 / 3600),
     "peak_memory_mb": ("Peak MB", 1.0),
@@ -70,7 +72,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Column:
-    """`role`: test_set | kind_average | average | class_average | mode_average | cost."""
+    """`role`: test_set | kind_average | average | corruption | class_average | mode_average | cost."""
 
     name: str
     role: str
@@ -104,6 +106,7 @@ class Table:
     hd95_variants: tuple[str, ...] = ()
     metric_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    view: str = ""  # "" for the main table; what a secondary view of the same runs shows
 
 
 @dataclass(frozen=True)
@@ -133,11 +136,18 @@ def leaderboard(
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
     frame = _prepare(records, runs, "dice")
-    tables = tuple(
-        _build_table(part, runs, "dice", reference_method=reference_method, n_boot=n_boot, seed=seed, alpha=alpha, main=True)
-        for part in _split(frame)
-    )
-    return _board(tables, frame, runs)
+    tables: list[Table] = []
+    for part in _split(frame):
+        clean, graded = _split_graded(part)
+        extra, notes = _corruption_summaries(graded, reference_method) if len(graded) else ([], [])
+        options = dict(reference_method=reference_method, n_boot=n_boot, seed=seed, alpha=alpha, main=True)
+        if len(clean):
+            tables.append(_build_table(clean, runs, "dice", **options, extra=extra, extra_notes=notes))
+        if len(graded):
+            mce_only = [(c, cells) for c, cells in extra if c.name == "mCE"]
+            tables.append(_build_table(corruption.graded_view(graded), runs, "dice", **options, extra=mce_only,
+                                       extra_notes=notes, view=GRADED_VIEW))
+    return _board(tuple(tables), frame, runs)
 
 
 def metric_table(records: pd.DataFrame, runs: pd.DataFrame | None = None, *, metric: str = "hd95") -> Leaderboard:
@@ -149,11 +159,15 @@ def metric_table(records: pd.DataFrame, runs: pd.DataFrame | None = None, *, met
     if metric not in METRIC_COLUMNS:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_COLUMNS)}")
     frame = _prepare(records, runs, metric)
-    tables = tuple(
-        _build_table(part, runs, metric, reference_method=None, n_boot=0, seed=0, alpha=0.05, main=False)
-        for part in _split(frame)
-    )
-    return _board(tables, frame, runs)
+    tables: list[Table] = []
+    for part in _split(frame):
+        clean, graded = _split_graded(part)
+        options = dict(reference_method=None, n_boot=0, seed=0, alpha=0.05, main=False)
+        if len(clean):
+            tables.append(_build_table(clean, runs, metric, **options))
+        if len(graded):
+            tables.append(_build_table(corruption.graded_view(graded), runs, metric, **options, view=GRADED_VIEW))
+    return _board(tuple(tables), frame, runs)
 
 
 def _board(tables: tuple[Table, ...], frame: pd.DataFrame, runs: pd.DataFrame | None) -> Leaderboard:
@@ -176,10 +190,12 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
         raise DataError(f"records lack the columns {missing}; they must follow robench.benchmark.records.RECORD_COLUMNS")
     if records.empty:
         raise DataError("records are empty: no finished run evaluated any test set")
-    optional = [c for c in ("hparams", "hd95_variant", "metric_version") if c in records.columns]
+    optional = [c for c in ("hparams", "hd95_variant", "metric_version", "unit", "corruption", "severity") if c in records.columns]
     frame = records[[*REQUIRED_COLUMNS, metric, *optional]].copy()
     for column in ("run_id", "method", "suite", "budget", "test_set", "kind", "case_id", "mode", "class"):
         frame[column] = frame[column].astype(str)
+    if "unit" in frame.columns:
+        frame["unit"] = frame["unit"].where(frame["unit"].notna() & frame["unit"].astype(str).ne(""), frame["case_id"]).astype(str)
     frame["primary"] = frame["primary"].eq(True)
     frame["value"] = pd.to_numeric(frame[metric], errors="coerce").astype(float)
 
@@ -208,6 +224,35 @@ def _split(frame: pd.DataFrame) -> list[pd.DataFrame]:
     return [groups[key] for key in sorted(groups, key=order)]
 
 
+def _split_graded(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    graded = corruption.is_graded(part)
+    return part[~graded], part[graded]
+
+
+def _corruption_summaries(graded: pd.DataFrame, reference_method: str | None) -> tuple[list, list[str]]:
+    """The main table's Corruption (mean Dice over graded sets) and mCE columns, with a note on the mCE reference."""
+    primary = graded[graded["primary"]]
+    suite, budget = str(graded["suite"].iloc[0]), str(graded["budget"].iloc[0])
+    errors = corruption.set_errors(_case_scores(primary), primary)
+    columns = [(Column("Corruption", "corruption"), _cells(corruption.row_cells(corruption.per_run_mean(errors))))]
+    shipped = corruption.shipped_reference(suite, budget)
+    reference_rows = [r for r in errors.index.get_level_values("row").unique() if json.loads(r)[0] == reference_method]
+    if shipped is not None:
+        reference = shipped["errors"]
+        note = f"mCE reference: `{shipped['method']}` errors shipped with robench ({len(shipped['run_ids'])} runs, code {shipped['code_version']})"
+    elif len(reference_rows) == 1:
+        reference = corruption.reference_from_errors(errors.loc[reference_rows[0]])
+        note = f"mCE reference: the `{reference_method}` runs of this table (no reference errors shipped for {suite}/{budget})"
+    else:
+        return columns, [f"no mCE: no shipped reference errors for {suite}/{budget} and no single `{reference_method}` row"]
+    columns.append((Column("mCE", "corruption"), _cells(corruption.row_cells(corruption.mce(errors, reference)))))
+    return columns, [note]
+
+
+def _cells(values: dict[str, tuple[float, float, int]]) -> dict[str, Cell]:
+    return {row: Cell(mean, std, n) for row, (mean, std, n) in values.items()}
+
+
 def _ordered_test_sets(part: pd.DataFrame) -> list[tuple[str, str]]:
     kinds = part.groupby("test_set")["kind"].unique()
     mixed = {name: sorted(k) for name, k in kinds.items() if len(k) > 1}
@@ -226,8 +271,16 @@ def _ordered_test_sets(part: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _case_scores(records: pd.DataFrame) -> pd.DataFrame:
-    """One score per (row, run, test set, case): mean over classes, NaN classes skipped."""
-    return records.groupby(["row", "run_id", "test_set", "case_id"], sort=True)["value"].mean().rename("score").reset_index()
+    """One score per (row, run, test set, unit): mean over classes (NaN skipped), then over the unit's cases.
+
+    The unit is the case itself for volumes; slices of one patient and phase (Sunnybrook) and
+    the copies of one corrupted volume form one unit, so they are weighted and resampled as
+    the one observation they are. The unit is returned in the `case_id` column.
+    """
+    unit = records["unit"] if "unit" in records.columns else records["case_id"]
+    per_case = records.assign(unit=unit).groupby(["row", "run_id", "test_set", "unit", "case_id"], sort=True)["value"].mean()
+    per_unit = per_case.groupby(level=["row", "run_id", "test_set", "unit"]).mean()
+    return per_unit.rename("score").reset_index().rename(columns={"unit": "case_id"})
 
 
 def _run_level(case: pd.DataFrame, test_sets: list[str]) -> pd.DataFrame:
@@ -371,6 +424,9 @@ def _build_table(
     seed: int,
     alpha: float,
     main: bool,
+    extra: list | tuple = (),
+    extra_notes: list[str] | tuple[str, ...] = (),
+    view: str = "",
 ) -> Table:
     """`main`: the Dice leaderboard (ranks, costs); otherwise a secondary metric table."""
     suite, budget = str(part["suite"].iloc[0]), str(part["budget"].iloc[0])
@@ -395,6 +451,7 @@ def _build_table(
         (Column(KIND_TITLES.get(kind, kind), "kind_average"), _average_cells(run_level, kinds[kind])) for kind in kinds
     ]
     summaries.append((Column("Avg", "average"), _average_cells(run_level, test_sets)))
+    summaries += [(c, {row: cell for row, cell in cs.items() if row in rows}) for c, cs in extra]
     summaries += [(Column(name, "class_average"), c) for name, c in _class_cells(primary, test_sets).items()]
     summaries += [(Column(name, "mode_average"), c) for name, c in _mode_cells(part, test_sets).items()]
     if main:
@@ -406,7 +463,7 @@ def _build_table(
         for row, cell in column_cells.items():
             cells[row][column.name] = cell
 
-    notes: list[str] = []
+    notes: list[str] = list(extra_notes)
     rank_intervals: dict[str, tuple[int, int]] = {}
     if n_boot:
         rng = np.random.default_rng([seed, zlib.crc32(f"{suite}\0{budget}".encode())])
@@ -463,6 +520,7 @@ def _build_table(
         hd95_variants=hd95_variants,
         metric_versions=_distinct(part, "metric_version"),
         notes=tuple(notes),
+        view=view,
     )
 
 
@@ -559,3 +617,37 @@ def _distinct(part: pd.DataFrame, column: str) -> tuple[str, ...]:
     if column not in part.columns:
         return ()
     return tuple(sorted({str(v) for v in part[column].dropna().unique() if str(v)}))
+
+
+def save_mce_references(
+    records: pd.DataFrame, runs: pd.DataFrame | None, method: str = "standard", directory: Path | None = None
+) -> list[Path]:
+    """Write `method`'s graded-corruption errors of every (suite, budget) as the shipped mCE reference.
+
+    A maintainer's step: run it on finished runs of the reference method, review and commit
+    the files. One hparams setting of the method per table, or the reference is ambiguous.
+    """
+    from robench.benchmark.store import code_version, write_json
+
+    frame = _prepare(records, runs, "dice")
+    written = []
+    for part in _split(frame):
+        _, graded = _split_graded(part)
+        graded = graded[graded["primary"] & (graded["method"] == method)]
+        if graded.empty:
+            continue
+        suite, budget = str(graded["suite"].iloc[0]), str(graded["budget"].iloc[0])
+        errors = corruption.set_errors(_case_scores(graded), graded)
+        rows = errors.index.get_level_values("row").unique()
+        if len(rows) != 1:
+            raise DataError(f"{suite}/{budget}: `{method}` has {len(rows)} hparams settings; keep one to write its reference")
+        document = corruption.reference_document(
+            suite, budget, method, list(errors.loc[rows[0]].index), corruption.reference_from_errors(errors.loc[rows[0]]),
+            code_version(),
+        )
+        path = (directory or corruption.reference_directory()) / f"{suite}-{budget}.json"
+        write_json(path, document)
+        written.append(path)
+    if not written:
+        raise DataError(f"no graded-corruption records of `{method}`: run it with --corruptions graded first")
+    return written

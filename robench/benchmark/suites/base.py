@@ -75,6 +75,24 @@ class SuiteOptions:
     cval: int = 0
     cache_dir: Path | None = None
     extra_roots: Mapping[str, Path] = field(default_factory=dict)
+    corruptions: tuple[str, ...] = ("acdc-c",)  # artefact families added to the intra test set: acdc-c, graded
+    corruption_seed: int = 0  # seed of the frozen artefact copies (every method sees the same images)
+
+
+CORRUPTION_FAMILIES = ("acdc-c", "graded")
+
+
+def parse_corruption_families(text: str) -> tuple[str, ...]:
+    """`acdc-c`, `graded`, `all`, `none` or a comma list → the artefact families to evaluate."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if items == ["all"]:
+        return CORRUPTION_FAMILIES
+    if items in ([], ["none"]):
+        return ()
+    unknown = [t for t in items if t not in CORRUPTION_FAMILIES]
+    if unknown:
+        raise ConfigError(f"unknown corruption family {unknown}; use {', '.join(CORRUPTION_FAMILIES)}, all or none")
+    return tuple(f for f in CORRUPTION_FAMILIES if f in items)
 
 
 class Suite(Protocol):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from robench.benchmark.suites import acdc, mnms
+from robench.benchmark.suites.sunnybrook import sunnybrook_test_set
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, register_suite
 from robench.errors import ConfigError, DataError
 from robench.labels import CARDIAC_CLASSES
@@ -69,8 +70,8 @@ def mnms_test_sets(root: Path, prefix: str = "M&Ms-") -> tuple[list[TestSet], li
 
 class CardiacSuite:
     name = "cardiac"
-    description = "ACDC paper protocol: 10 training subjects (cval 0/1/2), 20 test subjects; M&Ms when given"
-    source = "user-supplied: --data-root ACDC (official NIfTI or SSL4MIS HDF5 + info.csv); --mnms-root optional"
+    description = "ACDC paper protocol: 10 training subjects (cval 0/1/2), 20 test subjects; M&Ms, Sunnybrook when given"
+    source = "user-supplied: --data-root ACDC (official NIfTI or SSL4MIS HDF5 + info.csv); --mnms-root, --sunnybrook-root optional"
 
     def build(self, options: SuiteOptions) -> SuiteData:
         if options.data_root is None:
@@ -84,13 +85,18 @@ class CardiacSuite:
         test = _select(subjects, ACDC_TEST, root, "test")
         meta = {"site": "ACDC", "vendor": ""}
         test_sets = [TestSet("ACDC", "intra", _refs(test, meta))]
+        # the run's identity is its ACDC data; cross-site roots only add test sets, so giving them
+        # later extends a finished run (evaluations/) instead of retraining it
         files = _subject_files(train + val + test)
         fingerprints = {"acdc": _fingerprint(files, root)}
         mnms_root = options.extra_roots.get("mnms")
         if mnms_root is not None:
-            sets, mnms_files = mnms_test_sets(Path(mnms_root).expanduser().resolve())
+            sets, _ = mnms_test_sets(Path(mnms_root).expanduser().resolve())
             test_sets += sets
-            fingerprints["mnms"] = _fingerprint(mnms_files, Path(mnms_root).expanduser().resolve())
+        sunnybrook_root = options.extra_roots.get("sunnybrook")
+        if sunnybrook_root is not None:
+            sb_set, _ = sunnybrook_test_set(Path(sunnybrook_root).expanduser().resolve())
+            test_sets.append(sb_set)
         notes = []
         if options.cval == 1:
             notes.append("cval 1 as published: patient002 and patient022 are in both training and validation")
