@@ -90,7 +90,7 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
         write_json(
             folder.path / CONFIG,
             {**config.canonical(), "run_id": run_id, "budget_details": budget.__dict__,
-             "data_roots": {k: str(v) for k, v in _roots(request.options).items()},
+             "data_roots": {k: str(Path(v).expanduser().resolve()) for k, v in _roots(request.options).items()},
              "hd95_variant": request.hd95_variant, "command": " ".join(sys.argv)},
         )
         write_json(folder.path / "environment.json", environment(device))

@@ -1,0 +1,99 @@
+"""One look for every figure: a fixed colour and marker per method, the theme, and saving.
+
+A method keeps its colour in every figure and every results folder, so readers can match
+lines across figures without reading legends twice; the colours are the colour-blind-safe
+seaborn palette, the reference method is near-black, and markers differ as well so
+figures survive greyscale printing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from robench.benchmark.store import atomic_write
+
+METHOD_COLOURS = {
+    "standard": "#3c3c3c",
+    "coop-standard": "#949494",
+    "coop-latent": "#d55e00",
+    "coop-latent-x": "#de8f05",
+    "adv-bias": "#0173b2",
+    "adv-noise": "#56b4e9",
+    "rand-conv": "#029e73",
+    "rand-mwm": "#cc78bc",
+    "no-aug": "#ca9161",
+    "heuristic": "#006374",
+    "rand-augment": "#591e71",
+}
+SPARE_COLOURS = ("#12711c", "#001c7f", "#a23582", "#b8850a", "#8c0800", "#fbafe4", "#592f0d")
+METHOD_MARKERS = {
+    "standard": "o", "coop-standard": "o", "coop-latent": "D", "coop-latent-x": "d", "adv-bias": "s",
+    "adv-noise": "s", "rand-conv": "^", "rand-mwm": "v", "no-aug": "X", "heuristic": "P", "rand-augment": "*",
+}
+SPARE_MARKERS = ("h", "p", "<", ">", "8")
+VARIANT_LINESTYLES = ("-", "--", ":", "-.")
+CLASS_COLOURS = {"RV": "#0173b2", "MYO": "#029e73", "LV": "#d55e00"}
+FORMATS = ("png", "pdf")
+PNG_DPI = 200
+
+
+@dataclass(frozen=True)
+class LineStyle:
+    colour: str
+    marker: str
+    linestyle: str
+
+
+def method_colour(method: str) -> str:
+    """The method's fixed colour; unregistered names get a spare colour chosen by a stable hash of the name."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    return SPARE_COLOURS[zlib.crc32(method.encode()) % len(SPARE_COLOURS)]
+
+
+def line_styles(rows: Iterable[tuple[str, str]]) -> dict[str, LineStyle]:
+    """Style per legend label for (label, method) pairs: colour and marker from the method,
+    line style from the label's position among that method's settings (hparams variants)."""
+    styles: dict[str, LineStyle] = {}
+    variants: dict[str, int] = {}
+    for label, method in rows:
+        if label in styles:
+            continue
+        index = variants.get(method, 0)
+        variants[method] = index + 1
+        marker = METHOD_MARKERS.get(method) or SPARE_MARKERS[zlib.crc32(method.encode()) % len(SPARE_MARKERS)]
+        styles[label] = LineStyle(method_colour(method), marker, VARIANT_LINESTYLES[index % len(VARIANT_LINESTYLES)])
+    return styles
+
+
+def theme(font_scale: float = 1.0) -> AbstractContextManager:
+    """The figures' rcParams as a context, so plotting never changes the caller's global style."""
+    rc = {
+        **sns.axes_style("whitegrid"),
+        **sns.plotting_context("paper", font_scale=font_scale * 1.25),
+        "axes.edgecolor": "#666666",
+        "grid.color": "#e3e3e3",
+        "legend.frameon": False,
+        "pdf.fonttype": 42,  # TrueType in PDFs: text stays editable and searchable
+        "svg.fonttype": "none",
+    }
+    return matplotlib.rc_context(rc)
+
+
+def save_figure(figure: Figure, out_dir: Path, name: str) -> list[Path]:
+    """Write `<out_dir>/<name>.png` and `.pdf` atomically; no timestamps, so reruns give identical files."""
+    paths = []
+    for fmt in FORMATS:
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+        path = Path(out_dir) / f"{name}.{fmt}"
+        atomic_write(path, lambda f: figure.savefig(f, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata))
+        paths.append(path)
+    return paths
