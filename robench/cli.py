@@ -184,5 +184,18 @@ def leaderboard(
     typer.echo(render(board, format))
 
 
+def _register_subcommands() -> None:
+    """Commands that live beside their packages: corruption sets and figures."""
+    from robench.corruptions.cli import corrupt, list_corruptions
+    from robench.plots.cli import plot_app
+
+    app.command("corruptions")(friendly_errors(list_corruptions))
+    app.command("corrupt")(friendly_errors(corrupt))
+    app.add_typer(plot_app, name="plot")
+
+
+_register_subcommands()
+
+
 if __name__ == "__main__":
     app()

@@ -169,3 +169,24 @@ def test_sunnybrook_root_adds_a_cross_site_set_scored_on_delineated_classes(fini
     ed, es = sb[sb["frame"] == "ED"], sb[sb["frame"] == "ES"]
     assert set(ed["class"]) == {"LV", "MYO"} and set(es["class"]) == {"LV"}  # never RV; no MYO at ES
     assert set(sb["unit"]) == {f"{s}_{f}" for s in ("SCD0000101", "SCD0000201") for f in ("ED", "ES")}
+
+
+def test_artefact_sets_are_evaluated_per_copy_and_summarised_by_corruption(tiny_acdc, tmp_path, monkeypatch):
+    from robench.benchmark.suites import cardiac
+    from robench.leaderboards import collect_records, leaderboard
+
+    monkeypatch.setattr(cardiac, "ACDC_TEST", ("patient007", "patient008"))
+    options = SuiteOptions(data_root=tiny_acdc, cval=0, corruptions=("acdc-c", "graded"), cache_dir=tmp_path / "cache")
+    result = execute(RunRequest(suite="cardiac", method="standard", budget="smoke", out=tmp_path / "runs",
+                                options=options, progress=False), log=lambda m: None)
+    records = result.records[result.records["primary"]]
+    bias = records[records["test_set"] == "RandBias"]
+    assert bias["case_id"].nunique() == 2 * 2 * 3 and bias["unit"].nunique() == 2 * 2  # 3 copies of 4 volumes
+    assert set(bias["kind"]) == {"artefact"} and set(bias["severity"]) == {0}
+    graded = records[records["severity"] > 0]
+    assert graded.groupby("corruption")["severity"].nunique().eq(5).all() and graded["corruption"].nunique() >= 9
+    board = leaderboard(*collect_records(tmp_path / "runs"), n_boot=0)
+    main, by_type = board.tables
+    assert {"ACDC", "RandBias", "RandGhosting", "RandMotion", "RandSpike"} <= {c.name for c in main.columns}
+    assert main.rows[0].cells["mCE"].mean == pytest.approx(1.0)  # standard against its own errors
+    assert by_type.rows[0].cells["Avg"].mean == pytest.approx(main.rows[0].cells["Corruption"].mean)

@@ -54,8 +54,12 @@ class PreparedVolume:
 
 
 def prepare(case: Case, spacing_mm: float) -> PreparedVolume:
+    """Clip/rescale, resample in-plane. Artefact copies were normalised before and after their
+    corruption on the paper's grid (protocol §3), so they are only resampled: clipping them again
+    would cut off the very extremes (spikes, ghosts) the corruption put there."""
     size = inplane_size(case.image.shape[1:], case.spacing[1:], spacing_mm)
-    image = resample_slices(normalise_volume(case.image), size)
+    normalised = str(case.meta.get("grid", "")).startswith("paper")
+    image = resample_slices(case.image.astype(np.float32) if normalised else normalise_volume(case.image), size)
     label = None if case.label is None else resample_slices(case.label.astype(np.int64), size, labels=True)
     return PreparedVolume(image, label, tuple(case.image.shape))  # type: ignore[arg-type]
 

@@ -68,6 +68,21 @@ def mnms_test_sets(root: Path, prefix: str = "M&Ms-") -> tuple[list[TestSet], li
     return sets, files
 
 
+def artefact_sets(intra: TestSet, options: SuiteOptions, suite: str, fingerprint: str) -> tuple[TestSet, ...]:
+    """The frozen artefact copies of the intra test set (ACDC-C, graded), per `--corruptions`.
+
+    Their parameter files are cached per suite and data fingerprint, so two data folders never
+    share (and never trip over) each other's frozen parameters.
+    """
+    from robench.corruptions.testsets import artefact_test_sets, default_cache_dir
+
+    if not options.corruptions:
+        return ()
+    base = Path(options.cache_dir) / "corruptions" if options.cache_dir is not None else default_cache_dir()
+    key = f"{suite}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+    return artefact_test_sets(intra, seed=options.corruption_seed, families=options.corruptions, cache_dir=base / key)
+
+
 class CardiacSuite:
     name = "cardiac"
     description = "ACDC paper protocol: 10 training subjects (cval 0/1/2), 20 test subjects; M&Ms, Sunnybrook when given"
@@ -89,6 +104,8 @@ class CardiacSuite:
         # later extends a finished run (evaluations/) instead of retraining it
         files = _subject_files(train + val + test)
         fingerprints = {"acdc": _fingerprint(files, root)}
+        fingerprint = json.dumps(fingerprints, sort_keys=True)
+        test_sets += artefact_sets(test_sets[0], options, self.name, fingerprint)
         mnms_root = options.extra_roots.get("mnms")
         if mnms_root is not None:
             sets, _ = mnms_test_sets(Path(mnms_root).expanduser().resolve())
@@ -101,8 +118,7 @@ class CardiacSuite:
         if options.cval == 1:
             notes.append("cval 1 as published: patient002 and patient022 are in both training and validation")
         return SuiteData(
-            self.name, _refs(train, meta), _refs(val, meta), tuple(test_sets), CARDIAC_CLASSES,
-            json.dumps(fingerprints, sort_keys=True), tuple(notes),
+            self.name, _refs(train, meta), _refs(val, meta), tuple(test_sets), CARDIAC_CLASSES, fingerprint, tuple(notes),
         )
 
 
@@ -121,10 +137,12 @@ class CardiacSynthSuite:
         pick = {k: _select(subjects, tuple(splits[k]), site_a, k) for k in ("train", "val", "test")}
         meta = {"site": "A", "vendor": "A"}
         mnms_sets, _ = mnms_test_sets(root / "mnms", prefix="Site")
-        test_sets = (TestSet("SiteA", "intra", _refs(pick["test"], meta)), *mnms_sets)
+        intra = TestSet("SiteA", "intra", _refs(pick["test"], meta))
+        fingerprint = json.dumps({"synth": f"{GENERATOR_VERSION}:{root.name}"})
+        test_sets = (intra, *mnms_sets, *artefact_sets(intra, options, self.name, fingerprint))
         return SuiteData(
             self.name, _refs(pick["train"], meta), _refs(pick["val"], meta), test_sets, CARDIAC_CLASSES,
-            json.dumps({"synth": f"{GENERATOR_VERSION}:{root.name}"}),
+            fingerprint,
             ("synthetic stand-in for real data: numbers here are not ACDC numbers",),
         )
 

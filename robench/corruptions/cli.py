@@ -1,0 +1,68 @@
+"""Command functions for `robench corruptions` and `robench corrupt` (registered in robench/cli.py).
+
+Plain functions with Typer defaults: parse, call, print with Rich; the work happens in
+`testsets` and `materialise`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from robench.errors import ConfigError
+
+console = Console()
+
+
+def list_corruptions() -> None:
+    """List the graded corruption types with their five severities, and the four ACDC-C sets."""
+    from robench.corruptions.acdc_c import COPIES, acdc_c_description
+    from robench.corruptions.graded import CORRUPTIONS
+
+    graded = Table("type", "what it models", "implementation", *(f"severity {s}" for s in range(1, 6)),
+                   title="graded corruptions (family 'graded'; sets named <type>@<severity>)")
+    for corruption in CORRUPTIONS.values():
+        graded.add_row(corruption.name, corruption.description, corruption.implementation,
+                       *(corruption.label(s) for s in range(1, 6)))
+    console.print(graded)
+    published = Table("set", "type", "TorchIO transform", "copies", title="ACDC-C as published (family 'acdc-c', severity 0)")
+    for name, corruption, call in acdc_c_description():
+        published.add_row(name, corruption, call, str(COPIES))
+    console.print(published)
+
+
+def corrupt(
+    suite: str = typer.Option("cardiac-synth", help="Suite whose intra test set(s) are corrupted (see `robench suites`)."),
+    data_root: Optional[Path] = typer.Option(None, help="Data folder of the suite (cardiac: the ACDC folder)."),
+    out: Path = typer.Option(Path("corrupted"), help="Output folder: <out>/<set>/<case>_image.nii.gz, _label.nii.gz, .json."),
+    seed: int = typer.Option(0, help="Corruption seed; the same seed writes byte-identical files."),
+    families: str = typer.Option("acdc-c", help="acdc-c (the paper's four sets), graded (9 types × 5 severities), all."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Frozen parameter cache (default $ROBENCH_HOME/corruptions)."),
+) -> None:
+    """Write the artefact test sets of a suite to disk as NIfTI images, labels and parameter files."""
+    from robench.benchmark.suites import SuiteOptions, get_suite, parse_corruption_families
+    from robench.corruptions.materialise import materialise
+    from robench.corruptions.testsets import artefact_test_sets
+
+    chosen = parse_corruption_families(families)
+    if not chosen:
+        raise ConfigError("no corruption family selected; use --families acdc-c, graded or all")
+    data = get_suite(suite).build(SuiteOptions(data_root=data_root))
+    intra = [t for t in data.test_sets if t.kind == "intra"]
+    if not intra:
+        raise ConfigError(f"suite {suite!r} has no intra test set to corrupt")
+    sets = [s for t in intra for s in artefact_test_sets(t, seed=seed, families=chosen, cache_dir=cache_dir)]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("corrupting", total=sum(len(s.cases) for s in sets))
+        summary = materialise(sets, out, on_case=lambda set_name, case_id: bar.advance(task))
+    table = Table("set", "cases")
+    for name, count in summary["sets"].items():  # type: ignore[union-attr]
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"[green]wrote[/] {summary['files']} files to {summary['out']}", highlight=False)
