@@ -6,6 +6,10 @@
   `ROBENCH_UPDATE_GOLDEN=1 make test`).
 - real ACDC cval 0 (skipped without ../shared/data): a short training must stay above a
   committed Dice floor on the 20 test subjects (40 volumes).
+
+Both pin torch to one intra-op thread: float reductions split over threads sum in another
+order, and after a few updates near chance that moves Dice by more than any tolerance, so
+the golden numbers would otherwise depend on the machine's core count and OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from robench.benchmark.config import BUDGETS, Budget, PAPER_SPACING_MM
 from robench.benchmark.runner import RunRequest, execute
@@ -30,6 +35,14 @@ UPDATE = os.environ.get("ROBENCH_UPDATE_GOLDEN") == "1"
 ACDC_CI_BUDGET = Budget(
     "ci-acdc", PAPER_SPACING_MM * 2, 112, 96, 10, None, 150, 50, 50, 10.0, "CI check on real ACDC: 150 quick updates"
 )
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _dice_by_test_set(records) -> dict[str, float]:
