@@ -159,6 +159,8 @@ def _read_records(path: Path) -> pd.DataFrame:
         records = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise DataError(f"{path} cannot be read as Parquet ({exc}); re-run this run or delete its folder") from exc
+    if "unit" not in records.columns and "case_id" in records.columns:
+        records = records.assign(unit=records["case_id"])  # records written before the unit column: each case its own unit
     missing = [column for column in RECORD_COLUMNS if column not in records.columns]
     if missing:
         raise DataError(
