@@ -130,3 +130,17 @@ def test_trainer_applies_the_schedule_to_every_optimiser(tmp_path):
     trainer.state.iteration = 0
     trainer.set_learning_rate(quick.iterations)  # the schedule is a function of the iteration, not of past calls
     assert {g["lr"] for o in method.optimisers().values() for g in o.param_groups} == {1e-3}
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from robench.benchmark.store import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644  # not mkstemp's private 0600
