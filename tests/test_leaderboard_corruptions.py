@@ -62,6 +62,7 @@ def test_mce_is_the_ratio_of_summed_errors_against_the_reference():
     assert row_of(main, "m").cells["mCE"].mean == pytest.approx(expected)
     assert row_of(main, "standard").cells["mCE"].mean == pytest.approx(1.0)
     assert any("mCE reference" in note for note in main.notes)
+    assert "The mCE reference" in render(leaderboard(records, n_boot=0), "markdown")
     assert "mCE" in render(leaderboard(records, n_boot=0), "markdown")
 
 

@@ -239,12 +239,13 @@ def _corruption_summaries(graded: pd.DataFrame, reference_method: str | None) ->
     reference_rows = [r for r in errors.index.get_level_values("row").unique() if json.loads(r)[0] == reference_method]
     if shipped is not None:
         reference = shipped["errors"]
-        note = f"mCE reference: `{shipped['method']}` errors shipped with robench ({len(shipped['run_ids'])} runs, code {shipped['code_version']})"
+        note = (f"the mCE reference is the `{shipped['method']}` errors shipped with robench "
+                f"({len(shipped['run_ids'])} runs, code {shipped['code_version']})")
     elif len(reference_rows) == 1:
         reference = corruption.reference_from_errors(errors.loc[reference_rows[0]])
-        note = f"mCE reference: the `{reference_method}` runs of this table (no reference errors shipped for {suite}/{budget})"
+        note = f"the mCE reference is the `{reference_method}` runs of this table (no reference errors shipped for {suite}/{budget})"
     else:
-        return columns, [f"no mCE: no shipped reference errors for {suite}/{budget} and no single `{reference_method}` row"]
+        return columns, [f"there is no mCE: no shipped reference errors for {suite}/{budget} and no single `{reference_method}` row"]
     columns.append((Column("mCE", "corruption"), _cells(corruption.row_cells(corruption.mce(errors, reference)))))
     return columns, [note]
 
