@@ -65,12 +65,15 @@ def write_acdc_hdf5(root: Path, subjects: list[str], seed: int = 0, spacing=(1.5
     return root
 
 
-def write_mnms(root: Path, codes: list[str], vendor: str = "B", seed: int = 0, spacing=(1.3, 1.3, 9.0)) -> Path:
-    """Official M&Ms layout: 4-D <code>_sa.nii.gz + _sa_gt.nii.gz (labels 1 LV, 2 MYO, 3 RV) and the info CSV."""
+def write_mnms(root: Path, codes: list[str], vendor: str | list[str] = "B", seed: int = 0, spacing=(1.3, 1.3, 9.0)) -> Path:
+    """Official M&Ms layout: 4-D <code>_sa.nii.gz + _sa_gt.nii.gz (labels 1 LV, 2 MYO, 3 RV) and the info CSV.
+
+    `vendor`: one vendor for every code, or one per code."""
+    vendors = [vendor] * len(codes) if isinstance(vendor, str) else list(vendor)
     rng = np.random.default_rng(seed)
     acdc_to_mnms = np.array([0, 3, 2, 1], np.uint8)
     rows = []
-    for code in codes:
+    for code, vendor in zip(codes, vendors):
         folder = root / "Training" / "Labeled" / code
         folder.mkdir(parents=True, exist_ok=True)
         ed_img, ed_lab = heart_volume(rng)

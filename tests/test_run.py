@@ -190,3 +190,25 @@ def test_artefact_sets_are_evaluated_per_copy_and_summarised_by_corruption(tiny_
     assert {"ACDC", "RandBias", "RandGhosting", "RandMotion", "RandSpike"} <= {c.name for c in main.columns}
     assert main.rows[0].cells["mCE"].mean == pytest.approx(1.0)  # standard against its own errors
     assert by_type.rows[0].cells["Avg"].mean == pytest.approx(main.rows[0].cells["Corruption"].mean)
+
+
+def test_mnms_is_one_cross_site_set_with_a_per_vendor_breakdown(tiny_acdc, tmp_path):
+    from robench.benchmark.suites.cardiac import CardiacSuite
+    from robench.leaderboards import leaderboard
+    from tests.fixtures import write_mnms
+
+    root = write_mnms(tmp_path / "mnms", ["A1", "A2", "B1"], vendor=["A", "A", "B"])
+    data = CardiacSuite().build(SuiteOptions(data_root=tiny_acdc, cval=0, extra_roots={"mnms": root}))
+    [mnms] = [t for t in data.test_sets if t.kind == "cross-site"]
+    assert mnms.name == "M&Ms" and len(mnms.cases) == 3 * 2
+    assert sorted({r.meta["vendor"] for r in mnms.cases}) == ["A", "B"]
+    # records of such a set: the main table keeps one M&Ms column, a second table splits it per vendor
+    from tests.test_leaderboard import make_records
+
+    records = make_records("r", "standard", 0, lambda t, case, cls, seed: 0.5 + 0.1 * (case % 2),
+                           test_sets={"M&Ms": "cross-site"}, n_cases=4)
+    records["vendor"] = records["case_id"].map({"case00": "A", "case01": "B", "case02": "A", "case03": "B"})
+    main, vendors = leaderboard(records, n_boot=0).tables
+    assert [c.name for c in main.columns if c.role == "test_set"] == ["M&Ms"]
+    cells = vendors.rows[0].cells
+    assert cells["M&Ms A"].mean == pytest.approx(0.5) and cells["M&Ms B"].mean == pytest.approx(0.6)

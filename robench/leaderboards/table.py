@@ -49,6 +49,7 @@ CLASS_ORDER = ("LV", "MYO", "RV")
 BUDGET_ORDER = ("smoke", "quick", "paper")
 LOWER_IS_BETTER = frozenset({"hd95", "assd"})
 GRADED_VIEW = "graded corruptions (cell: mean over severities 1–5)"
+VENDOR_VIEW = "per vendor (test sets that span several vendors)"
 COSTS = {  # done.json key -> (column, factor to the column's unit)
     "train_seconds": ("Train h", 1 / 3600),
     "peak_memory_mb": ("Peak MB", 1.0),
@@ -147,6 +148,9 @@ def leaderboard(
             mce_only = [(c, cells) for c, cells in extra if c.name == "mCE"]
             tables.append(_build_table(corruption.graded_view(graded), runs, "dice", **options, extra=mce_only,
                                        extra_notes=notes, view=GRADED_VIEW))
+        vendors = _vendor_view(clean)
+        if len(vendors):
+            tables.append(_build_table(vendors, runs, "dice", **options, view=VENDOR_VIEW))
     return _board(tuple(tables), frame, runs)
 
 
@@ -190,7 +194,8 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
         raise DataError(f"records lack the columns {missing}; they must follow robench.benchmark.records.RECORD_COLUMNS")
     if records.empty:
         raise DataError("records are empty: no finished run evaluated any test set")
-    optional = [c for c in ("hparams", "hd95_variant", "metric_version", "unit", "corruption", "severity") if c in records.columns]
+    optional = [c for c in ("hparams", "hd95_variant", "metric_version", "unit", "corruption", "severity", "vendor")
+                if c in records.columns]
     frame = records[[*REQUIRED_COLUMNS, metric, *optional]].copy()
     for column in ("run_id", "method", "suite", "budget", "test_set", "kind", "case_id", "mode", "class"):
         frame[column] = frame[column].astype(str)
@@ -222,6 +227,17 @@ def _split(frame: pd.DataFrame) -> list[pd.DataFrame]:
 
     groups = dict(list(frame.groupby(["suite", "budget"], sort=False)))
     return [groups[key] for key in sorted(groups, key=order)]
+
+
+def _vendor_view(part: pd.DataFrame) -> pd.DataFrame:
+    """Records of the test sets that span several vendors (M&Ms), one test set `<set> <vendor>` per vendor."""
+    if "vendor" not in part.columns:
+        return part.iloc[:0]
+    vendor = part["vendor"].fillna("").astype(str)
+    spans = part.assign(vendor=vendor)[vendor.ne("")].groupby("test_set")["vendor"].nunique()
+    several = spans[spans > 1].index
+    chosen = part[part["test_set"].isin(several) & vendor.ne("")]
+    return chosen.assign(test_set=chosen["test_set"] + " " + chosen["vendor"].astype(str))
 
 
 def _split_graded(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

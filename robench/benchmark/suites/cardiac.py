@@ -54,9 +54,18 @@ def _refs(subjects, meta) -> tuple[CaseRef, ...]:
     return tuple(ref for s in subjects for ref in acdc.case_refs(s, meta))
 
 
-def mnms_test_sets(root: Path, prefix: str = "M&Ms-") -> tuple[list[TestSet], list[Path]]:
-    """One cross-site test set per vendor, named `<prefix><vendor>`."""
+def mnms_test_sets(root: Path, prefix: str = "M&Ms-", *, per_vendor: bool = True) -> tuple[list[TestSet], list[Path]]:
+    """Cross-site test sets from an M&Ms-layout folder.
+
+    `per_vendor`: one set per vendor, named `<prefix><vendor>` (the synthetic sites B–D, each
+    its own column); otherwise one set `M&Ms` over every vendor, as the paper's table, whose
+    records keep each case's vendor so the leaderboard can break it down per vendor.
+    """
     subjects = mnms.discover_mnms(root)
+    files = [f for s in subjects.values() for f in (s.image, s.label)]
+    if not per_vendor:
+        refs = tuple(r for s in subjects.values() for r in mnms.case_refs(s, {}))
+        return [TestSet("M&Ms", "cross-site", refs)], files
     by_vendor: dict[str, list[CaseRef]] = {}
     for s in subjects.values():
         by_vendor.setdefault(s.vendor or "?", []).extend(mnms.case_refs(s, {}))
@@ -64,7 +73,6 @@ def mnms_test_sets(root: Path, prefix: str = "M&Ms-") -> tuple[list[TestSet], li
         TestSet(f"{prefix}{vendor}", "cross-site", tuple(refs), {"vendor": vendor})
         for vendor, refs in sorted(by_vendor.items())
     ]
-    files = [f for s in subjects.values() for f in (s.image, s.label)]
     return sets, files
 
 
@@ -108,7 +116,7 @@ class CardiacSuite:
         test_sets += artefact_sets(test_sets[0], options, self.name, fingerprint)
         mnms_root = options.extra_roots.get("mnms")
         if mnms_root is not None:
-            sets, _ = mnms_test_sets(Path(mnms_root).expanduser().resolve())
+            sets, _ = mnms_test_sets(Path(mnms_root).expanduser().resolve(), per_vendor=False)
             test_sets += sets
         sunnybrook_root = options.extra_roots.get("sunnybrook")
         if sunnybrook_root is not None:
