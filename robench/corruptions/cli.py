@@ -24,12 +24,17 @@ def list_corruptions() -> None:
     from robench.corruptions.acdc_c import COPIES, acdc_c_description
     from robench.corruptions.graded import CORRUPTIONS
 
-    graded = Table("type", "what it models", "implementation", *(f"severity {s}" for s in range(1, 6)),
-                   title="graded corruptions (family 'graded'; sets named <type>@<severity>)")
+    graded = Table(title="graded corruptions (family 'graded'; sets named <type>@<severity>)")
+    graded.add_column("type", no_wrap=True)
+    for severity in range(1, 6):
+        graded.add_column(f"severity {severity}")
     for corruption in CORRUPTIONS.values():
-        graded.add_row(corruption.name, corruption.description, corruption.implementation,
-                       *(corruption.label(s) for s in range(1, 6)))
+        graded.add_row(corruption.name, *(corruption.label(s) for s in range(1, 6)))
     console.print(graded)
+    for corruption in CORRUPTIONS.values():  # prose below the table, so the parameters keep the width
+        console.print(f"[bold]{corruption.name}[/]: {corruption.description} [dim]({corruption.implementation})[/]",
+                      highlight=False)
+    console.print()
     published = Table("set", "type", "TorchIO transform", "copies", title="ACDC-C as published (family 'acdc-c', severity 0)")
     for name, corruption, call in acdc_c_description():
         published.add_row(name, corruption, call, str(COPIES))
