@@ -84,6 +84,26 @@ def canonical_hparams(value: object) -> str:
     return json.dumps(value, default=str)
 
 
+def setting_labels(method: str, settings: list[str]) -> dict[str, str]:
+    """Label per hparams setting (canonical JSON) of one method, as tables and figures name rows:
+    the method's name, plus the keys whose values differ when it has several settings."""
+    unique = sorted(set(settings))
+    if len(unique) == 1:
+        return {unique[0]: method}
+    parsed = {s: _as_dict(s) for s in unique}
+    keys = sorted({k for p in parsed.values() for k in p})
+    differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
+    return {s: f"{method} ({', '.join(f'{k}={p.get(k)}' for k in differing)})" for s, p in parsed.items()}
+
+
+def _as_dict(hparams: str) -> dict:
+    try:
+        value = json.loads(hparams)
+    except json.JSONDecodeError:
+        return {"hparams": hparams}
+    return value if isinstance(value, dict) else {"hparams": value}
+
+
 def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     config_path = folder / CONFIG_FILE
     config = _read_json(config_path, required=True)

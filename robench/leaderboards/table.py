@@ -41,7 +41,7 @@ import pandas as pd
 from robench.benchmark.records import METRIC_COLUMNS
 from robench.errors import ConfigError, DataError
 from robench.leaderboards import corruption, stats
-from robench.leaderboards.collect import canonical_hparams
+from robench.leaderboards.collect import canonical_hparams, setting_labels
 
 REQUIRED_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "test_set", "kind", "case_id", "mode", "primary", "class")
 KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefact"}
@@ -604,23 +604,9 @@ def _labels(rows: list[str]) -> dict[str, str]:
         by_method[json.loads(row)[0]].append(row)
     labels = {}
     for method, method_rows in by_method.items():
-        if len(method_rows) == 1:
-            labels[method_rows[0]] = method
-            continue
-        settings = [_as_dict(json.loads(row)[1]) for row in method_rows]
-        keys = sorted({k for s in settings for k in s})
-        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
-        for row, setting in zip(method_rows, settings):
-            labels[row] = f"{method} ({', '.join(f'{k}={setting.get(k)}' for k in differing)})"
+        names = setting_labels(method, [json.loads(row)[1] for row in method_rows])
+        labels.update({row: names[json.loads(row)[1]] for row in method_rows})
     return labels
-
-
-def _as_dict(hparams: str) -> dict:
-    try:
-        value = json.loads(hparams)
-    except json.JSONDecodeError:
-        return {"hparams": hparams}
-    return value if isinstance(value, dict) else {"hparams": value}
 
 
 def _devices(run_ids: dict[str, list[str]], runs: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:

@@ -11,14 +11,13 @@ together.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 import numpy as np
 import pandas as pd
 
 from robench.errors import DataError
-from robench.leaderboards.collect import canonical_hparams
+from robench.leaderboards.collect import canonical_hparams, setting_labels
 from robench.leaderboards.stats import percentile_interval, two_level_bootstrap
 
 ALL_CORRUPTIONS = "All corruptions"
@@ -152,25 +151,8 @@ def _labels(frame: pd.DataFrame) -> pd.Series:
     by_method: dict[str, set[str]] = defaultdict(set)
     for run, method in methods.items():
         by_method[method].add(settings[run])
-    names = {}
-    for run, method in methods.items():
-        variants = sorted(by_method[method])
-        if len(variants) == 1:
-            names[run] = method
-            continue
-        parsed = [_as_dict(v) for v in variants]
-        differing = sorted(k for k in {k for p in parsed for k in p} if len({json.dumps(p.get(k), sort_keys=True) for p in parsed}) > 1)
-        mine = _as_dict(settings[run])
-        names[run] = f"{method} ({', '.join(f'{k}={mine.get(k)}' for k in differing)})"
+    names = {run: setting_labels(method, sorted(by_method[method]))[settings[run]] for run, method in methods.items()}
     return frame["run_id"].map(names)
-
-
-def _as_dict(hparams: str) -> dict:
-    try:
-        value = json.loads(hparams)
-    except json.JSONDecodeError:
-        return {"hparams": hparams}
-    return value if isinstance(value, dict) else {"hparams": value}
 
 
 def _caption(name: str, part: pd.DataFrame) -> str:
