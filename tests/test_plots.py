@@ -171,6 +171,8 @@ def test_each_method_keeps_its_colour_in_every_figure():
     variants = line_styles([("m (a=1)", "adv-bias"), ("m (a=2)", "adv-bias")])
     assert variants["m (a=1)"].colour == variants["m (a=2)"].colour
     assert variants["m (a=1)"].linestyle != variants["m (a=2)"].linestyle
+    # point-only figures (sites) have no lines: the second setting's markers are hollow
+    assert variants["m (a=1)"].face == variants["m (a=1)"].colour and variants["m (a=2)"].face == "white"
 
 
 def _run_folder(root: Path, run_id: str, records: pd.DataFrame) -> None:

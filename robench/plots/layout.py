@@ -22,6 +22,7 @@ def figure_legend(figure: Figure, table: pd.DataFrame, labels: list[tuple[str, s
     runs = table.groupby("label")["n_runs"].max()
     handles = [
         Line2D([], [], color=styles[l].colour, marker=styles[l].marker, linestyle=styles[l].linestyle, markersize=5,
+               markerfacecolor=styles[l].face,
                label=f"{l} ({runs[l]} run{'s' if runs[l] != 1 else ''})")
         for l, _ in labels
     ]

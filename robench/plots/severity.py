@@ -40,8 +40,8 @@ def draw_severity(curves: pd.DataFrame, note: str) -> Figure:
                     continue
                 style = styles[label]
                 ax.fill_between(line["severity"], line["ci_low"], line["ci_high"], color=style.colour, alpha=0.12, linewidth=0)
-                ax.plot(line["severity"], line["dice"], color=style.colour, marker=style.marker, linestyle=style.linestyle,
-                        markersize=4.5, linewidth=1.6, label=label)
+                ax.plot(line["severity"], line["dice"], color=style.colour, marker=style.marker, markerfacecolor=style.face,
+                        linestyle=style.linestyle, markersize=4.5, linewidth=1.6, label=label)
             ax.set_title(panel, fontweight="bold" if panel == ALL_CORRUPTIONS else "normal")
             ax.set_xticks(list(SEVERITIES), ["clean", *map(str, SEVERITIES[1:])])
             ax.set_xlim(-0.25, 5.25)

@@ -57,7 +57,8 @@ def draw_sites(scores: pd.DataFrame, note: str) -> Figure:
                 x = points["test_set"].map(position).to_numpy(float) + offset[label]
                 error = np.vstack([points["dice"] - points["ci_low"], points["ci_high"] - points["dice"]])
                 ax.errorbar(x, points["dice"], yerr=np.clip(np.nan_to_num(error), 0, None), color=style.colour,
-                            marker=style.marker, linestyle="none", markersize=5, elinewidth=1.3, capsize=2)
+                            marker=style.marker, markerfacecolor=style.face, linestyle="none", markersize=5, elinewidth=1.3,
+                            capsize=2)
             ax.set_title("Mean over classes" if panel == CLASS_MEAN else panel,
                          fontweight="bold" if panel == CLASS_MEAN else "normal")
             ax.grid(axis="x", visible=False)

@@ -50,6 +50,7 @@ class LineStyle:
     colour: str
     marker: str
     linestyle: str
+    face: str  # marker face colour: the method's colour for its first setting, white (hollow) for the others
 
 
 def method_colour(method: str) -> str:
@@ -61,7 +62,8 @@ def method_colour(method: str) -> str:
 
 def line_styles(rows: Iterable[tuple[str, str]]) -> dict[str, LineStyle]:
     """Style per legend label for (label, method) pairs: colour and marker from the method,
-    line style from the label's position among that method's settings (hparams variants)."""
+    line style and marker fill from the label's position among that method's settings (hparams
+    variants), so variants stay apart in point-only figures too."""
     styles: dict[str, LineStyle] = {}
     variants: dict[str, int] = {}
     for label, method in rows:
@@ -70,7 +72,9 @@ def line_styles(rows: Iterable[tuple[str, str]]) -> dict[str, LineStyle]:
         index = variants.get(method, 0)
         variants[method] = index + 1
         marker = METHOD_MARKERS.get(method) or SPARE_MARKERS[zlib.crc32(method.encode()) % len(SPARE_MARKERS)]
-        styles[label] = LineStyle(method_colour(method), marker, VARIANT_LINESTYLES[index % len(VARIANT_LINESTYLES)])
+        colour = method_colour(method)
+        linestyle = VARIANT_LINESTYLES[index % len(VARIANT_LINESTYLES)]
+        styles[label] = LineStyle(colour, marker, linestyle, colour if index == 0 else "white")
     return styles
 
 
