@@ -61,6 +61,8 @@ class RandConv(DualNetMethod):
     The views are built from the noisy input x̃ of the standard pass; each is trained with 0.5·MSE
     reconstruction of the clean x, and the per-view losses are averaged over the views. View passes
     are plain train-mode forwards (BN running statistics updated), like the benchmark code's.
+    At short budgets λ = 10 outweighs the task loss while the network is untrained and learning
+    stalls (measured in docs/methods.md); `consistency_weight` is the knob, the paper's value the default.
     """
 
     name = "rand-conv"
