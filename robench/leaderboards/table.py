@@ -599,13 +599,14 @@ def _with(cell: Cell, **changes: object) -> Cell:
 
 def _labels(rows: list[str]) -> dict[str, str]:
     """Method name, plus the differing hparams when a method has several settings in the table."""
-    by_method: dict[str, list[str]] = defaultdict(list)
+    by_method: dict[str, list[tuple[str, str]]] = defaultdict(list)  # method -> (row, hparams setting)
     for row in rows:
-        by_method[json.loads(row)[0]].append(row)
+        method, setting = json.loads(row)[:2]
+        by_method[method].append((row, setting))
     labels = {}
-    for method, method_rows in by_method.items():
-        names = setting_labels(method, [json.loads(row)[1] for row in method_rows])
-        labels.update({row: names[json.loads(row)[1]] for row in method_rows})
+    for method, pairs in by_method.items():
+        names = setting_labels(method, [setting for _, setting in pairs])
+        labels.update({row: names[setting] for row, setting in pairs})
     return labels
 
 

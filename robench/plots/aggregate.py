@@ -151,7 +151,8 @@ def _labels(frame: pd.DataFrame) -> pd.Series:
     by_method: dict[str, set[str]] = defaultdict(set)
     for run, method in methods.items():
         by_method[method].add(settings[run])
-    names = {run: setting_labels(method, sorted(by_method[method]))[settings[run]] for run, method in methods.items()}
+    labels = {method: setting_labels(method, sorted(variants)) for method, variants in by_method.items()}
+    names = {run: labels[method][settings[run]] for run, method in methods.items()}
     return frame["run_id"].map(names)
 
 
