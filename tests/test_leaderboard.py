@@ -97,6 +97,17 @@ def test_collect_reads_finished_runs_and_counts_unfinished(tmp_path):
     assert row_of(only_table(board), "standard").runs == 3
 
 
+def test_collect_follows_symlinked_runs_once_and_survives_link_cycles(tmp_path):
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "results"
+    write_run(elsewhere, "standard-0", make_records("standard-0", "standard", 0, shifted(0.0)), done={})
+    write_run(root, "standard-1", make_records("standard-1", "standard", 1, shifted(0.0)), done={})
+    (root / "gathered").symlink_to(elsewhere, target_is_directory=True)
+    (root / "again").symlink_to(elsewhere, target_is_directory=True)  # the same run reached twice
+    (root / "standard-1" / "loop").symlink_to(root, target_is_directory=True)
+    _, runs = collect_records(root)
+    assert sorted(runs["run_id"]) == ["standard-0", "standard-1"]
+
+
 def test_collect_reads_cost_numbers(tmp_path):
     for seed, seconds in enumerate([3600, 7200]):
         write_run(tmp_path, f"r{seed}", make_records(f"r{seed}", "standard", seed, shifted(0.0)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,13 +38,16 @@ def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"results root {root} does not exist or is not a folder; pass the folder your runs wrote to")
-    finished = sorted(done.parent for done in root.rglob(DONE_FILE))
+    folders = _run_folders(root)
+    finished = sorted(folder for folder in folders if (folder / DONE_FILE).is_file())
     if not finished:
         raise DataError(f"no finished run under {root}: a finished run folder holds {DONE_FILE}; wait for runs to finish or check the path")
     unfinished = sorted(
-        config.parent
-        for config in root.rglob(CONFIG_FILE)
-        if not (config.parent / DONE_FILE).exists() and not any(config.parent.is_relative_to(f) for f in finished)
+        folder
+        for folder in folders
+        if (folder / CONFIG_FILE).is_file()
+        and not (folder / DONE_FILE).exists()
+        and not any(folder.is_relative_to(f) for f in finished)
     )
 
     record_parts: list[pd.DataFrame] = []
@@ -63,6 +67,27 @@ def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs.attrs["n_unfinished"] = len(unfinished)
     runs.attrs["unfinished"] = [str(folder.relative_to(root)) for folder in unfinished]
     return records, runs
+
+
+def _run_folders(root: Path) -> list[Path]:
+    """Every folder under `root` holding a config or done marker, following symbolic links.
+
+    Users gather runs from several places by symlinking them into one root, so links are
+    followed (`Path.rglob` does not); each real folder is visited once, which stops link
+    cycles and keeps a run reached by two paths from being counted twice.
+    """
+    visited: set[str] = set()
+    folders: list[Path] = []
+    for current, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(current)
+        if real in visited:
+            subdirs[:] = []
+            continue
+        visited.add(real)
+        subdirs.sort()
+        if DONE_FILE in files or CONFIG_FILE in files:
+            folders.append(Path(current))
+    return folders
 
 
 def canonical_hparams(value: object) -> str:
