@@ -38,16 +38,14 @@ def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"results root {root} does not exist or is not a folder; pass the folder your runs wrote to")
-    folders = _run_folders(root)
-    finished = sorted(folder for folder in folders if (folder / DONE_FILE).is_file())
+    markers = _run_markers(root)
+    finished = sorted(folder for folder, present in markers.items() if DONE_FILE in present)
     if not finished:
         raise DataError(f"no finished run under {root}: a finished run folder holds {DONE_FILE}; wait for runs to finish or check the path")
     unfinished = sorted(
         folder
-        for folder in folders
-        if (folder / CONFIG_FILE).is_file()
-        and not (folder / DONE_FILE).exists()
-        and not any(folder.is_relative_to(f) for f in finished)
+        for folder, present in markers.items()
+        if present == {CONFIG_FILE} and not any(folder.is_relative_to(f) for f in finished)
     )
 
     record_parts: list[pd.DataFrame] = []
@@ -69,25 +67,26 @@ def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, runs
 
 
-def _run_folders(root: Path) -> list[Path]:
-    """Every folder under `root` holding a config or done marker, following symbolic links.
+def _run_markers(root: Path) -> dict[Path, set[str]]:
+    """Every folder under `root` holding a config or done marker, with the markers it holds,
+    following symbolic links.
 
     Users gather runs from several places by symlinking them into one root, so links are
     followed (`Path.rglob` does not); each real folder is visited once, which stops link
     cycles and keeps a run reached by two paths from being counted twice.
     """
     visited: set[str] = set()
-    folders: list[Path] = []
+    markers: dict[Path, set[str]] = {}
     for current, subdirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(current)
         if real in visited:
             subdirs[:] = []
             continue
         visited.add(real)
-        subdirs.sort()
-        if DONE_FILE in files or CONFIG_FILE in files:
-            folders.append(Path(current))
-    return folders
+        present = {DONE_FILE, CONFIG_FILE}.intersection(files)
+        if present:
+            markers[Path(current)] = present
+    return markers
 
 
 def canonical_hparams(value: object) -> str:
