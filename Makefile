@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs
+REGRESS_OUT ?= .regress-runs
+REGRESS_BASELINE ?= tests/regression/cardiac_synth_ci.json
 
-.PHONY: install run test bench clean
+.PHONY: install run test regress bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +19,20 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/robench run --suite cardiac-synth --method standard --seed 0 --budget quick --out $(OUT)
+	$(BIN)/robench run --suite cardiac-synth --method standard --seed 0 --budget quick --out $(OUT) --resume
 	$(BIN)/robench leaderboard $(OUT) --format markdown
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Dice regression far from chance: the `ci` budget on cardiac-synth against the committed baseline
+# (tolerance derived from the spread over seeds; docs/numerics.md). Resumable; a finished run is reused.
+regress: $(STAMP)
+	ROBENCH_HOME=$${ROBENCH_HOME:-$(CURDIR)/.robench-cache} $(BIN)/robench run --suite cardiac-synth --method standard --seed 0 --budget ci --corruptions none --out $(REGRESS_OUT) --resume
+	$(BIN)/robench regress $(REGRESS_OUT) --baseline $(REGRESS_BASELINE)
+
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/latest.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(REGRESS_OUT)

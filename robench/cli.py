@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from robench.errors import RobenchError
+from robench.errors import ConfigError, RobenchError, describe_os_error
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -22,8 +22,23 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")) -> None:
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+    pinned_numerics: bool = typer.Option(
+        False, "--pinned-numerics",
+        help="Run on CPU kernels that give the same floats on every x86-64 machine (one thread, ~2× slower; docs/numerics.md).",
+    ),
+) -> None:
     _state["debug"] = debug
+    from robench import numerics
+
+    if pinned_numerics:
+        numerics.reexec_pinned()
+    try:
+        numerics.apply_in_process()
+    except RobenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def friendly_errors(func: Callable) -> Callable:
@@ -41,6 +56,17 @@ def friendly_errors(func: Callable) -> Callable:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: rerun the same command with --resume to continue", highlight=False)
             raise typer.Exit(130) from None
+        except OSError as exc:  # the environment, not robench: permissions, full disk, link loops, ...
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except MemoryError:
+            if _state["debug"]:
+                raise
+            err_console.print("[bold red]error:[/] out of memory; use a smaller --budget or a machine with more memory",
+                              highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -76,7 +102,7 @@ def run(
     method: str = typer.Option("standard", help="Method name (see `robench methods`)."),
     seed: int = typer.Option(0, help="Seed of everything random in the run."),
     cval: int = typer.Option(0, help="Cross-validation split (cardiac: 0, 1, 2)."),
-    budget: str = typer.Option("quick", help="smoke | quick | paper."),
+    budget: str = typer.Option("quick", help="smoke | quick | ci | paper (see the README)."),
     out: Path = typer.Option(Path("runs"), help="Results root; the run folder is <out>/<run id>."),
     data_root: Optional[Path] = typer.Option(None, help="ACDC folder (official NIfTI or SSL4MIS HDF5 layout)."),
     mnms_root: Optional[Path] = typer.Option(None, help="M&Ms folder (official layout), adds per-vendor test sets."),
@@ -141,9 +167,12 @@ def evaluate(
     """Evaluate a finished run on another folder of labelled cases; records go to RUN_DIR/evaluations/."""
     from robench.benchmark.external import evaluate_external
 
-    path, records = evaluate_external(run_dir, test_root, name=name, kind=kind, device=device)
+    path, result = evaluate_external(run_dir, test_root, name=name, kind=kind, device=device)
+    if result.unlabelled:
+        console.print(f"[yellow]warning[/]: {len(result.unlabelled)} cases have no label and were skipped: "
+                      f"{', '.join(result.unlabelled[:10])}{' …' if len(result.unlabelled) > 10 else ''}", highlight=False)
     console.print(f"[green]records[/]: {path}")
-    _print_summary(records)
+    _print_summary(result.records)
 
 
 @app.command()
@@ -182,6 +211,53 @@ def leaderboard(
             err_console.print(f"wrote mCE reference {path}", highlight=False)
     board = build(records, runs, reference_method=reference)
     typer.echo(render(board, format))
+
+
+@app.command()
+@friendly_errors
+def regress(
+    source: Path = typer.Argument(..., help="A results folder holding finished runs, or a leaderboard JSON file."),
+    baseline: Path = typer.Option(..., help="Committed baseline: a leaderboard JSON (`robench leaderboard --format json`)."),
+    tolerance: Optional[float] = typer.Option(
+        None, help="Largest allowed drop (absolute); default: the baseline's regression.tolerance, else 0.02."
+    ),
+    metric: str = typer.Option("dice", help="dice | hd95 | assd | sensitivity | precision."),
+    update: bool = typer.Option(False, "--update", help="Rewrite the baseline with the measured numbers (on purpose)."),
+    tolerance_from_seeds: Optional[float] = typer.Option(
+        None, help="With --update: set the tolerance to K standard deviations over the seeds in SOURCE (see docs/numerics.md)."
+    ),
+) -> None:
+    """Compare every test set, average and class of SOURCE with a baseline; exit 1 on a drop beyond the tolerance."""
+    from robench.benchmark.store import write_json
+    from robench.leaderboards import regress as rg
+
+    measured = rg.measured_document(source, metric)
+    if update:
+        previous = rg.read_document(baseline) if baseline.exists() else None
+        write_json(baseline, rg.updated_baseline(measured, previous, tolerance, tolerance_from_seeds, metric))
+        console.print(f"[green]baseline updated[/]: {baseline}", highlight=False)
+        return
+    if tolerance_from_seeds is not None:
+        raise ConfigError("--tolerance-from-seeds only applies with --update")
+    reference = rg.read_document(baseline)
+    limit = rg.tolerance_of(reference, tolerance)
+    comparisons = rg.compare(reference, measured, limit, metric)
+    colours = {"ok": "green", "better": "cyan", "new": "dim", "worse": "bold red", "missing": "bold red"}
+    table = Table("table", "row", "column", "baseline", "measured", "delta", "verdict", title=f"{metric}, tolerance {limit:g}")
+    for c in comparisons:
+        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        delta = "—" if c.delta is None else f"{c.delta:+.4f}"
+        table.add_row(c.table, c.row, c.column, fmt(c.baseline), fmt(c.measured), delta, f"[{colours[c.verdict]}]{c.verdict}[/]")
+    console.print(table)
+    failed = [c for c in comparisons if c.failed]
+    if failed:
+        err_console.print(
+            f"[bold red]regression[/]: {len(failed)} of {len(comparisons)} cells worse than {baseline} by more than "
+            f"{limit:g} (or missing); if the change is intended, rerun with --update and commit the baseline",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    console.print(f"[green]no regression[/]: {len(comparisons)} cells within {limit:g} of {baseline}", highlight=False)
 
 
 def _register_subcommands() -> None:

@@ -94,7 +94,8 @@ def test_evaluate_on_another_folder(finished, tmp_path):
     from tests.fixtures import write_acdc_hdf5
 
     other = write_acdc_hdf5(tmp_path / "other", ["patient101", "patient102"], seed=3)
-    path, records = evaluate_external(finished.folder.path, other, name="Other", kind="cross-site", device="cpu")
+    path, result = evaluate_external(finished.folder.path, other, name="Other", kind="cross-site", device="cpu")
+    records = result.records
     assert path.exists() and path.parent.name == "evaluations"
     assert set(records["case_id"]) == {"patient101_ED", "patient101_ES", "patient102_ED", "patient102_ES"}
     assert (records["test_set"] == "Other").all() and (records["kind"] == "cross-site").all()

@@ -90,6 +90,11 @@ BUDGETS: dict[str, Budget] = {
             "cosine",
         ),
         Budget(
+            "ci", PAPER_SPACING_MM * 2, 112, 96, 10, None, 300, 50, 50, 10.0,
+            "a Dice regression far from chance in minutes: 300 quick-resolution updates, learning rate ×10 cosine-decayed to ×1",
+            "cosine",
+        ),
+        Budget(
             "paper", PAPER_SPACING_MM, 224, 192, 20, 600, None, None, 200, 1.0,
             "the protocol: 600 epochs of 10+10 slices at 1.367 mm / 192² (GPU)",
         ),
@@ -116,6 +121,7 @@ class RunConfig:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, str] = field(default_factory=dict)  # data fingerprints, not paths
     budget_spec: str = ""  # Budget.fingerprint(): resolution, iterations, lr schedule of the budget named
+    hd95_variant: str = "max_directed"  # the records' HD95 definition: another variant is another result
 
     def canonical(self) -> dict[str, Any]:
         d = asdict(self)

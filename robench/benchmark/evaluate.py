@@ -44,6 +44,32 @@ def predict_volume(method: Method, case: Case, budget: Budget, modes: Iterable[s
 class EvaluationResult:
     records: pd.DataFrame
     seconds_per_volume: float
+    unlabelled: tuple[str, ...] = ()  # cases without a reference, skipped (named so a caller can say so)
+
+
+def check_test_sets(test_sets: Iterable[TestSet], progress: bool = False) -> int:
+    """Read every case of every test set before any training: readable, shapes, labels, spacing.
+
+    A corrupt, NaN or mislabelled test file found after hours of training costs the training
+    (fixing the file changes the run's data fingerprint). Artefact sets are derived from an
+    intra set checked here, so only their sources are read. Returns the number of cases read.
+    """
+    sets = [t for t in test_sets if t.kind != "artefact"]
+    total = sum(len(t.cases) for t in sets)
+    with Progress(TextColumn("[bold]check test data"), BarColumn(), MofNCompleteColumn(), disable=not progress) as bar:
+        task = bar.add_task("check", total=total)
+        for test_set in sets:
+            if not test_set.cases:
+                raise DataError(f"test set {test_set.name} has no cases; check its data folder")
+            for ref in test_set.cases:
+                case = ref.load()
+                if case.label is None:
+                    raise DataError(
+                        f"test set {test_set.name}: case {case.case_id} has no label; every test case needs a "
+                        "reference segmentation (add it or remove the case)"
+                    )
+                bar.advance(task)
+    return total
 
 
 def evaluate(
@@ -58,6 +84,7 @@ def evaluate(
 ) -> EvaluationResult:
     test_sets = list(test_sets)
     rows: list[dict] = []
+    unlabelled: list[str] = []
     inference_seconds, volumes = 0.0, 0
     total = sum(len(t.cases) for t in test_sets)
     with Progress(
@@ -70,6 +97,7 @@ def evaluate(
             for ref in test_set.cases:
                 case = ref.load()
                 if case.label is None:
+                    unlabelled.append(f"{test_set.name}/{case.case_id}")
                     bar.advance(task)
                     continue
                 started = time.perf_counter()
@@ -82,7 +110,7 @@ def evaluate(
                         rows.append(_record(run_info, test_set, case, mode, mode == method.primary_mode, m))
                 bar.advance(task)
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
-    return EvaluationResult(frame, inference_seconds / max(volumes, 1))
+    return EvaluationResult(frame, inference_seconds / max(volumes, 1), tuple(unlabelled))
 
 
 def scored_classes(classes: Mapping[str, int], meta: Mapping[str, object], case_id: str) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -11,7 +12,7 @@ import numpy as np
 from robench.benchmark.config import get_budget
 from robench.benchmark.evaluate import evaluate, predict_volume
 from robench.benchmark.runner import build_method
-from robench.benchmark.store import RunFolder
+from robench.benchmark.store import RunFolder, RunLock
 from robench.benchmark.suites import acdc
 from robench.benchmark.suites.base import Case, TestSet, check_case
 from robench.benchmark.suites.nifti import load_nifti, save_nifti, xyz_to_zyx
@@ -33,13 +34,30 @@ def load_finished_run(run_dir: Path, device: str) -> tuple[RunFolder, dict, Meth
     return folder, config, method
 
 
+TEST_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&+-]{0,63}")
+
+
+def check_test_set_name(name: str, folder: RunFolder) -> str:
+    """A name that stays inside `evaluations/` and does not collide with the run's own test sets
+    (two sets of one name would merge in every leaderboard of the folder)."""
+    if not TEST_SET_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"--name {name!r}: use letters, digits, spaces and . _ & + - (at most 64, no '..' or '/'); "
+            "the name becomes a file in the run's evaluations/ folder"
+        )
+    own = set(folder.records()["test_set"].astype(str))
+    if name in own:
+        raise ConfigError(f"--name {name!r} is one of this run's own test sets ({', '.join(sorted(own))}); choose another name")
+    return name
+
+
 def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind: str, device: str):
     if kind not in ("intra", "cross-site", "artefact"):
         raise ConfigError(f"--kind must be intra, cross-site or artefact, got {kind!r}")
     folder, config, method = load_finished_run(run_dir, device)
     root = Path(test_root).expanduser().resolve()
+    name = check_test_set_name(name or root.name, folder)
     subjects = acdc.discover_acdc(root)
-    name = name or root.name
     tag = hashlib.sha256(str(sorted(subjects)).encode()).hexdigest()[:8]
     if folder.evaluation_path(f"{name}-{tag}").exists():
         raise RunStateError(
@@ -53,20 +71,50 @@ def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind:
     import json
 
     info["hparams"] = json.dumps(config["hparams"], sort_keys=True)
-    result = evaluate(
-        method, [TestSet(name, kind, refs)], budget, CARDIAC_CLASSES, info,  # type: ignore[arg-type]
-        hd95_variant=config.get("hd95_variant", "max_directed"),
-    )
-    path = folder.add_evaluation(f"{name}-{tag}", result.records)
-    return path, result.records
+    test_set = TestSet(name, kind, refs)  # type: ignore[arg-type]
+    with RunLock(folder.path):
+        result = evaluate(
+            method, [test_set], budget, CARDIAC_CLASSES, info, hd95_variant=config.get("hd95_variant", "max_directed"),
+        )
+        if result.records.empty:
+            raise DataError(f"{root}: no labelled case to evaluate (cases without a label: {len(result.unlabelled)})")
+        path = folder.add_evaluation(f"{name}-{tag}", result.records)
+    return path, result
+
+
+def mask_targets(images: list[Path], out: Path) -> list[Path]:
+    """Where each input's mask goes: `out/<input name>`, same file type, never onto an input or another mask."""
+    out = Path(out)
+    targets, inputs = [], {p.resolve() for p in images}
+    seen: dict[Path, Path] = {}
+    for path in images:
+        if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+            raise DataError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+        target = out / path.name
+        resolved = target.resolve()
+        if resolved in inputs:
+            raise ConfigError(
+                f"{target}: --out would overwrite the input image {path} with its mask; choose another --out folder"
+            )
+        if resolved in seen:
+            raise ConfigError(
+                f"{seen[resolved]} and {path} have the same file name, so their masks would overwrite each other in "
+                f"{out}; predict them into separate --out folders"
+            )
+        if target.exists():
+            raise ConfigError(f"{target} exists; robench never overwrites a file — delete it or choose another --out")
+        seen[resolved] = path
+        targets.append(target)
+    return targets
 
 
 def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | None, device: str) -> Iterator[Path]:
     _, config, method = load_finished_run(run_dir, device)
     mode = method.check_mode(mode)
     budget = get_budget(config["budget"])
+    targets = mask_targets(images, out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in images:
+    for path, target in zip(images, targets):
         data, zooms, affine = load_nifti(path)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
@@ -77,6 +125,5 @@ def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | N
             str(path), NUM_CARDIAC_CLASSES,
         )
         mask = predict_volume(method, case, budget, [mode])[mode]
-        target = out / path.name
         save_nifti(mask.astype(np.uint8), affine, target)
         yield target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import resource
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,11 +14,12 @@ import pandas as pd
 import torch
 
 from robench.benchmark.config import RunConfig, get_budget
-from robench.benchmark.evaluate import evaluate
-from robench.benchmark.store import CONFIG, RunFolder, environment, write_json
+from robench.benchmark.evaluate import check_test_sets, evaluate
+from robench.benchmark.metrics import HD95_VARIANTS
+from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
-from robench.errors import RunStateError
+from robench.errors import ConfigError, RunStateError, describe_os_error
 from robench.methods import Method, get_method, resolve_hparams
 
 
@@ -59,7 +61,33 @@ def run_info(config: RunConfig, run_id: str) -> dict[str, object]:
     }
 
 
+SEED_RANGE = (0, 2**32 - 1)  # numpy's and torch's seeds; a negative seed is refused by numpy mid-run
+
+
+def check_request(request: RunRequest) -> None:
+    """Every option that can be checked without data, before anything is read or written."""
+    low, high = SEED_RANGE
+    for name, value in (("--seed", request.seed), ("--corruption-seed", request.options.corruption_seed)):
+        if not low <= value <= high:
+            raise ConfigError(f"{name} {value} is out of range; use an integer in {low}..{high}")
+    if request.hd95_variant not in HD95_VARIANTS:
+        raise ConfigError(f"--hd95 {request.hd95_variant!r} is unknown; use {' or '.join(HD95_VARIANTS)}")
+    pick_device(request.device)
+    check_writable(Path(request.out), "--out")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Create `folder` and write a probe file in it now, not after hours of training."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot write there ({describe_os_error(exc)})") from None
+
+
 def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResult:
+    check_request(request)
     budget = get_budget(request.budget)
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
@@ -67,9 +95,22 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     config = RunConfig(
         suite=request.suite, method=request.method, seed=request.seed, cval=request.cval, budget=request.budget,
         hparams=hparams, data={"fingerprint": suite_data.fingerprint}, budget_spec=budget.fingerprint(),
+        hd95_variant=request.hd95_variant,
     )
     run_id = config.run_id()
     folder = RunFolder.for_config(request.out, run_id)
+    fresh = not folder.path.exists()
+    try:
+        with RunLock(folder.path):
+            return _execute_locked(request, config, run_id, folder, suite_data, budget, hparams, log)
+    except BaseException:
+        _remove_if_empty(folder, fresh)
+        raise
+
+
+def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams, log) -> RunResult:
+    for tmp in remove_stale_temporaries(folder.path):
+        folder.log(f"removed {tmp.name}, left by a writer that was killed")
     if folder.finished:
         evaluate_new_test_sets(folder, config, run_id, suite_data, request, log)
         return RunResult(folder, True, folder.all_records(), suite_data.notes)
@@ -85,20 +126,20 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     if folder.last_checkpoint.exists():
         trainer.restore()
         log(f"resuming {folder.path} at iteration {trainer.state.iteration}")
-    else:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        write_json(
-            folder.path / CONFIG,
-            {**config.canonical(), "run_id": run_id, "budget_details": budget.__dict__,
-             "data_roots": {k: str(Path(v).expanduser().resolve()) for k, v in _roots(request.options).items()},
-             "hd95_variant": request.hd95_variant, "command": " ".join(sys.argv)},
-        )
-        write_json(folder.path / "environment.json", environment(device))
-        folder.log(f"started {config.method} on {config.suite} (seed {config.seed}, cval {config.cval}, budget {config.budget})")
+    notes = list(suite_data.notes)
     if not trainer.state.complete:
+        log(f"checking the test data of {suite_data.name} …")
+        check_test_sets(suite_data.test_sets, progress=request.progress)
         log(f"loading training data of {suite_data.name} …")
         data = TrainingSlices.from_cases(suite_data.train, budget, device)
         val = ValidationSet.from_cases(suite_data.val, budget, device)
+        for warning in data.warnings:
+            log(f"[yellow]warning[/]: {warning}")
+            notes.append(warning)
+        if not folder.started:
+            _write_provenance(folder, config, run_id, budget, request, device)
+        for warning in data.warnings:
+            folder.log(f"warning: {warning}")
         folder.log(f"{len(data)} training slices, {len(val.images)} validation slices on {device}")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -121,7 +162,32 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     }
     folder.finish(result.records, summary)
     folder.log("finished")
-    return RunResult(folder, False, result.records, suite_data.notes)
+    return RunResult(folder, False, result.records, tuple(notes))
+
+
+def _write_provenance(folder: RunFolder, config: RunConfig, run_id: str, budget, request: RunRequest, device) -> None:
+    write_json(
+        folder.path / CONFIG,
+        {**config.canonical(), "run_id": run_id, "budget_details": budget.__dict__,
+         "data_roots": {k: str(Path(v).expanduser().resolve()) for k, v in _roots(request.options).items()},
+         "command": " ".join(sys.argv)},
+    )
+    write_json(folder.path / "environment.json", environment(device))
+    folder.log(f"started {config.method} on {config.suite} (seed {config.seed}, cval {config.cval}, budget {config.budget})")
+
+
+def _remove_if_empty(folder: RunFolder, fresh: bool) -> None:
+    """A run refused before its first file (bad data, bad option) leaves no folder behind."""
+    if not fresh or not folder.path.is_dir():
+        return
+    leftovers = {p.name for p in folder.path.iterdir()} - {LOCK, "log.txt"}
+    if not leftovers:
+        for name in (LOCK, "log.txt"):
+            (folder.path / name).unlink(missing_ok=True)
+        try:
+            folder.path.rmdir()
+        except OSError:
+            pass
 
 
 def evaluate_new_test_sets(
@@ -144,9 +210,9 @@ def evaluate_new_test_sets(
     method = build_method(config.method, budget.effective_hparams(dict(config.hparams)), config.seed,
                           len(suite_data.classes) + 1, device)
     load_best(method, folder)
-    hd95 = folder.config().get("hd95_variant", request.hd95_variant)
+    check_test_sets(missing)
     result = evaluate(method, missing, budget, suite_data.classes, run_info(config, run_id),
-                      hd95_variant=hd95, progress=request.progress)
+                      hd95_variant=config.hd95_variant, progress=request.progress)
     names = ",".join(sorted(t.name for t in missing))
     tag = hashlib.sha256(names.encode()).hexdigest()[:8]
     folder.add_evaluation(f"suite-{tag}", result.records)

@@ -11,7 +11,9 @@ import errno
 import io
 import json
 import os
+import pickle
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ import torch
 
 from robench import __version__
 from robench.errors import RunStateError
+from robench.numerics import numerics_record
 
 DONE = "done.json"
 CONFIG = "config.json"
@@ -77,11 +80,48 @@ def read_json(path: Path) -> Any:
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """Serialise in memory first: torch's own writer turns a full disk into a RuntimeError with no
+    errno, so the bytes are written by `atomic_write`, which reports ENOSPC with what to do."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def load_torch(path: Path, device: torch.device | str = "cpu") -> Any:
+    """Load a checkpoint with torch's restricted unpickler: tensors, containers and numbers only.
+
+    A run folder may come from anyone (a shared drive, a download); `weights_only=False` would
+    let a crafted checkpoint execute code. Every error is one line naming the file.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise RunStateError(f"{path}: checkpoint missing; resume the run with --resume or delete the run folder") from None
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "not a plain checkpoint"
+        raise RunStateError(
+            f"{path}: refused to load: the checkpoint holds more than tensors and numbers ({reason[:160]}); "
+            "it was not written by robench — delete it and retrain"
+        ) from None
+    except Exception as exc:  # truncated or foreign files raise RuntimeError, EOFError, zipfile errors, ...
+        raise RunStateError(
+            f"{path}: unreadable checkpoint ({exc.__class__.__name__}); the file is damaged or truncated — "
+            "delete the run folder (or resume from an intact last.pt) and rerun"
+        ) from None
 
 
 def write_records(path: Path, records: pd.DataFrame) -> None:
     atomic_write(path, lambda f: records.to_parquet(f, index=False))
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
+        raise RunStateError(
+            f"{path}: unreadable records ({exc.__class__.__name__}); the run folder is damaged — "
+            "delete this file (and done.json) and rerun the same command with --resume to evaluate again"
+        ) from None
 
 
 def code_version() -> str:
@@ -112,6 +152,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics_record(),
         "packages": versions,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -156,14 +197,14 @@ class RunFolder:
         return read_json(self.path / DONE)
 
     def records(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / RECORDS)
+        return read_records(self.path / RECORDS)
 
     def evaluation_files(self) -> list[Path]:
         return sorted((self.path / EVALUATIONS).glob("*.parquet"))
 
     def all_records(self) -> pd.DataFrame:
         """The run's own records plus every later evaluation of its best checkpoint."""
-        parts = [self.records(), *(pd.read_parquet(p) for p in self.evaluation_files())]
+        parts = [self.records(), *(read_records(p) for p in self.evaluation_files())]
         return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
     def evaluation_path(self, name: str) -> Path:
@@ -194,3 +235,90 @@ class RunFolder:
         self.guard_unfinished()
         write_records(self.path / RECORDS, records)
         write_json(self.path / DONE, summary)
+
+
+LOCK = "run.lock"
+
+
+class RunLock:
+    """Exclusive use of a run folder by one process, released by the kernel when it dies.
+
+    `flock` on `run.lock` makes stale locks impossible on a local disk (a killed owner holds
+    nothing); the file records host, pid and start time so a refusal names the owner.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            raise RunStateError(
+                f"{self.path.parent}: in use by another robench process ({_describe(owner)}); wait for it to finish "
+                "or stop it, then rerun with --resume"
+            ) from None
+        except OSError:  # a file system without flock (some network mounts): fall back to the owner record
+            owner = _read_owner(fd)
+            if owner.get("pid") and process_alive(str(owner.get("host")), int(owner["pid"])):
+                os.close(fd)
+                raise RunStateError(
+                    f"{self.path.parent}: in use by {_describe(owner)}; wait for it or stop it (a stale lock: delete {self.path}), "
+                    "then rerun with --resume"
+                ) from None
+        record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                             "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+def _read_owner(fd: int) -> dict:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(owner: dict) -> str:
+    if {"pid", "host", "since"} <= owner.keys():
+        return f"pid {owner['pid']} on {owner['host']} since {owner['since']}"
+    return "owner unknown"
+
+
+def process_alive(host: str, pid: int) -> bool:
+    """Whether process `pid` of `host` still runs; one on another host cannot be checked and counts as alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed writer leaves (`.<name>.<random>.tmp`); call holding the lock."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -19,16 +19,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robench.benchmark.config import Budget
 from robench.benchmark.preprocess import prepare, test_slices, training_slices
 from robench.imageops import centre_crop
-from robench.benchmark.store import RunFolder, save_torch
+from robench.benchmark.store import RunFolder, load_torch, save_torch
 from robench.benchmark.suites.base import CaseRef
-from robench.errors import DataError, RunStateError
+from robench.errors import ConfigError, DataError, RunStateError
 from robench.methods.base import Batch, Method
 
 
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {requested!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {requested!r}: robench runs on cpu or cuda; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunStateError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
     return device
@@ -44,20 +49,26 @@ def seed_everything(seed: int) -> None:
 class TrainingSlices:
     images: torch.Tensor  # (N, pad, pad) float on the device
     labels: torch.Tensor  # (N, pad, pad) int64 on the device
+    warnings: tuple[str, ...] = ()  # cases that contribute nothing (an empty label map)
 
     @classmethod
     def from_cases(cls, refs: tuple[CaseRef, ...], budget: Budget, device: torch.device) -> "TrainingSlices":
-        images, labels = [], []
+        images, labels, warnings = [], [], []
         for ref in refs:
             case = ref.load()
             if case.label is None:
                 raise DataError(f"training case {ref.case_id} has no label; training needs labelled volumes")
             im, lab = training_slices(case, budget.spacing_mm, budget.pad)
+            if len(im) == 0:
+                warnings.append(
+                    f"training case {ref.case_id} has no labelled slice (its label map is empty) and contributes "
+                    "nothing; check its label file"
+                )
             images.append(im)
             labels.append(lab)
         if not images or sum(len(i) for i in images) == 0:
             raise DataError("the training split has no labelled slices")
-        return cls(torch.cat(images).to(device), torch.cat(labels).to(device))
+        return cls(torch.cat(images).to(device), torch.cat(labels).to(device), tuple(warnings))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -131,11 +142,8 @@ class Trainer:
 
     def restore(self) -> None:
         path = self.folder.last_checkpoint
-        try:
-            ckpt = torch.load(path, map_location=self.method.device, weights_only=False)
-        except Exception as exc:
-            raise RunStateError(f"{path}: cannot load checkpoint ({exc}); delete the run folder to start over") from None
-        self.method.load_state_dict(ckpt["method"])
+        ckpt = load_torch(path, self.method.device)
+        _load_method_state(self.method, ckpt, path, weights_only=False)
         self.state = TrainState(**ckpt["state"])
         self.sampler.bit_generator.state = ckpt["sampler"]
         self.aug_generator.set_state(ckpt["aug_generator"].cpu() if self.method.device.type == "cpu" else ckpt["aug_generator"])
@@ -211,6 +219,16 @@ def load_best(method: Method, folder: RunFolder) -> dict[str, Any]:
     path = folder.best_checkpoint
     if not path.exists():
         raise RunStateError(f"{path}: no best checkpoint; the run has not validated yet — resume it with --resume")
-    ckpt = torch.load(path, map_location=method.device, weights_only=False)
-    method.load_state_dict(ckpt["method"], weights_only=True)
+    ckpt = load_torch(path, method.device)
+    _load_method_state(method, ckpt, path, weights_only=True)
     return ckpt
+
+
+def _load_method_state(method: Method, ckpt: Any, path, *, weights_only: bool) -> None:
+    try:
+        method.load_state_dict(ckpt["method"], weights_only=weights_only)
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise RunStateError(
+            f"{path}: does not hold a {method.name!r} checkpoint of this run ({exc.__class__.__name__}); "
+            "delete the run folder and retrain"
+        ) from None

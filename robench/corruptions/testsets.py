@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -15,11 +14,12 @@ from robench.corruptions.graded import graded_recipes
 from robench.corruptions.pipeline import corrupt_case
 from robench.corruptions.recipe import FAMILIES, Recipe
 from robench.errors import ConfigError
+from robench.home import robench_home
 
 
 def default_cache_dir() -> Path:
     """`$ROBENCH_HOME/corruptions`, with ROBENCH_HOME defaulting to ~/.cache/robench (as the synthetic suite)."""
-    return Path(os.environ.get("ROBENCH_HOME", "~/.cache/robench")).expanduser() / "corruptions"
+    return robench_home() / "corruptions"
 
 
 def recipes(families: Sequence[str]) -> tuple[Recipe, ...]:

@@ -7,6 +7,7 @@ batches and asks for predictions. Hyperparameters are declared beside each metho
 from __future__ import annotations
 
 import contextlib
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -138,7 +139,12 @@ def _convert(raw: Any, default: Any, key: str) -> Any:
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"hyperparameter {key}={raw!r}: expected a finite number")
+            if key == "lr" and value <= 0:
+                raise ConfigError(f"hyperparameter lr={raw!r}: the learning rate must be positive")
+            return value
     except ValueError:
         raise ConfigError(f"hyperparameter {key}={raw!r}: expected a {type(default).__name__}") from None
     return raw

@@ -82,6 +82,11 @@ def _discover_nifti(root: Path) -> dict[str, AcdcSubject]:
     subjects = {}
     for cfg in sorted(_info_cfgs(root)):
         folder = cfg.parent
+        if folder.name in subjects:
+            raise DataError(
+                f"{root}: {folder.name} is there twice ({subjects[folder.name].files['ED'][0].parent} and {folder}); "
+                "keep one copy of each patient"
+            )
         info = _parse_info_cfg(cfg)
         files = {}
         for frame in FRAMES:
@@ -98,12 +103,21 @@ def _read_info_csv(root: Path) -> dict[str, dict[str, str]]:
             f"{path}: missing. HDF5 ACDC files carry no voxel spacing; put an info.csv with columns "
             f"{','.join(INFO_CSV_COLUMNS)} beside them"
         )
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets save a byte-order mark
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc.__class__.__name__}); save it as UTF-8 CSV") from None
     missing = [c for c in INFO_CSV_COLUMNS if rows and c not in rows[0]]
     if not rows or missing:
         raise DataError(f"{path}: needs columns {', '.join(INFO_CSV_COLUMNS)}; missing {', '.join(missing) or 'all rows'}")
-    return {row["patient"]: row for row in rows}
+    by_patient: dict[str, dict[str, str]] = {}
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        patient = (row.get("patient") or "").strip()
+        if patient in by_patient:
+            raise DataError(f"{path}: {patient} appears twice (a second row at line {number}); keep one row per patient")
+        by_patient[patient] = row
+    return by_patient
 
 
 def _discover_hdf5(root: Path) -> dict[str, AcdcSubject]:
@@ -144,7 +158,7 @@ def load_acdc_case(subject: AcdcSubject, frame: str, meta: dict[str, object]) ->
         image, label = _read_h5(image_path)
         assert subject.spacing is not None
         case = Case(case_id, image, label, subject.spacing, {**meta, "spacing_source": "info.csv"}, None)
-        return check_case(case, str(image_path), NUM_CARDIAC_CLASSES)
+        return check_case(case, str(image_path), NUM_CARDIAC_CLASSES, spacing_source=str(image_path.parent / "info.csv"))
     data, zooms, affine = load_nifti(image_path)
     label_data = None
     if label_path is not None and label_path.exists():
@@ -156,7 +170,7 @@ def load_acdc_case(subject: AcdcSubject, frame: str, meta: dict[str, object]) ->
     spacing = (zooms[2], zooms[1], zooms[0])
     label = None if label_data is None else _as_labels(xyz_to_zyx(label_data), label_path)
     case = Case(case_id, xyz_to_zyx(data).astype(np.float32), label, spacing, {**meta, "spacing_source": "header"}, affine)
-    return check_case(case, str(image_path), NUM_CARDIAC_CLASSES)
+    return check_case(case, str(image_path), NUM_CARDIAC_CLASSES, label_source=str(label_path))
 
 
 def _as_labels(label: np.ndarray, path: Path | None) -> np.ndarray:

@@ -122,23 +122,46 @@ def get_suite(name: str) -> Suite:
         raise ConfigError(f"unknown suite {name!r}; registered suites: {', '.join(sorted(SUITES))}") from None
 
 
-def check_case(case: Case, source: str, n_classes: int) -> Case:
-    """Validate a freshly read case; every problem names the file and what to do."""
+SPACING_RANGE_MM = (1e-3, 100.0)  # beyond it a header is wrong (1e6 mm would resample to terabytes)
+
+
+def check_case(
+    case: Case, source: str, n_classes: int, *, label_source: str | None = None, spacing_source: str | None = None,
+) -> Case:
+    """Validate a freshly read case; every problem names the file at fault and what to do.
+
+    `label_source` / `spacing_source` name the label file and the file the spacing came from
+    when they are not the image file (ACDC's `_gt` files, the HDF5 layout's `info.csv`).
+    """
+    label_source = label_source or source
+    spacing_source = spacing_source or source
     if case.image.ndim != 3:
         raise DataError(f"{source}: image has {case.image.ndim} dimensions, expected 3 (slices, rows, columns)")
+    if case.image.size == 0:
+        raise DataError(f"{source}: image is empty (shape {case.image.shape}); fix or remove this file")
     if not np.all(np.isfinite(case.image)):
         raise DataError(f"{source}: image contains NaN or infinite values; fix or remove this file")
+    if case.image.min() == case.image.max():
+        raise DataError(
+            f"{source}: image is constant (every voxel {float(case.image.flat[0]):g}); the file is blank or damaged — fix or remove it"
+        )
     if len(case.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in case.spacing):
-        raise DataError(f"{source}: spacing {case.spacing} is missing or not positive; the file needs a valid voxel size")
+        raise DataError(f"{spacing_source}: spacing {case.spacing} of {case.case_id} is missing or not positive; the file needs a valid voxel size")
+    low, high = SPACING_RANGE_MM
+    if not all(low <= s <= high for s in case.spacing):
+        raise DataError(
+            f"{spacing_source}: spacing {tuple(float(s) for s in case.spacing)} mm of {case.case_id} is outside "
+            f"{low:g}–{high:g} mm; the voxel size is wrong (units in m or µm?) — fix it"
+        )
     if case.label is not None:
         if case.label.shape != case.image.shape:
             raise DataError(
-                f"{source}: label shape {case.label.shape} does not match image shape {case.image.shape}"
+                f"{label_source}: label shape {case.label.shape} does not match image shape {case.image.shape}"
             )
         values = np.unique(case.label)
         bad = values[(values < 0) | (values >= n_classes)]
         if bad.size:
             raise DataError(
-                f"{source}: unexpected label values {bad.tolist()}; expected 0..{n_classes - 1}"
+                f"{label_source}: unexpected label values {bad.tolist()}; expected 0..{n_classes - 1}"
             )
     return case

@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from robench.benchmark.fingerprint import fingerprint_files
 from robench.benchmark.suites import acdc, mnms
 from robench.benchmark.suites.sunnybrook import sunnybrook_test_set
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, register_suite
@@ -31,16 +32,16 @@ def _ids(numbers) -> tuple[str, ...]:
     return tuple(f"patient{i:03d}" for i in numbers)
 
 
-def _fingerprint(paths: list[Path], root: Path) -> str:
-    """Content identity of the data a run reads (names and sizes), independent of where it lives."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(f"{p.relative_to(root)}:{p.stat().st_size};".encode())
-    return h.hexdigest()[:16]
-
-
-def _subject_files(subjects) -> list[Path]:
-    return [f for s in subjects for pair in s.files.values() for f in pair if f is not None and f.exists()]
+def _subject_files(subjects, root: Path) -> list[Path]:
+    """Every file whose contents determine a run's numbers: volumes, labels, and where the spacing
+    and frames come from (the HDF5 layout's `info.csv`, the official layout's `Info.cfg`)."""
+    files = [f for s in subjects for pair in s.files.values() for f in pair if f is not None and f.exists()]
+    for s in subjects:
+        if s.layout == "nifti":
+            files.append(s.files["ED"][0].parent / "Info.cfg")
+    if any(s.layout == "hdf5" for s in subjects):
+        files.append(root / "info.csv")
+    return files
 
 
 def _select(subjects: dict[str, acdc.AcdcSubject], ids: tuple[str, ...], root: Path, role: str) -> list[acdc.AcdcSubject]:
@@ -110,8 +111,8 @@ class CardiacSuite:
         test_sets = [TestSet("ACDC", "intra", _refs(test, meta))]
         # the run's identity is its ACDC data; cross-site roots only add test sets, so giving them
         # later extends a finished run (evaluations/) instead of retraining it
-        files = _subject_files(train + val + test)
-        fingerprints = {"acdc": _fingerprint(files, root)}
+        files = _subject_files(train + val + test, root)
+        fingerprints = {"acdc": fingerprint_files(files, root)}
         fingerprint = json.dumps(fingerprints, sort_keys=True)
         test_sets += artefact_sets(test_sets[0], options, self.name, fingerprint)
         mnms_root = options.extra_roots.get("mnms")

@@ -48,6 +48,10 @@ def save_nifti(volume_zyx: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Write a (Z, Y, X) array with the source's affine, atomically (temp file + rename)."""
     img = nib.Nifti1Image(zyx_to_xyz(volume_zyx), affine)
     img.header.set_xyzt_units("mm")
-    tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-    nib.save(img, str(tmp))
-    tmp.replace(path)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"  # nibabel compresses by the name it writes
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    try:
+        nib.save(img, str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from robench.benchmark.suites.synth.anatomy import sample_subject
+from robench.benchmark.store import process_alive
+from robench.home import robench_home
 from robench.benchmark.suites.synth.imaging import render_subject
 from robench.benchmark.suites.synth.parameters import (
     GENERATOR_VERSION,
@@ -124,7 +127,8 @@ def ensure_cardiac_synth(
     if (target / MANIFEST).is_file():
         return target
     base.mkdir(parents=True, exist_ok=True)
-    temporary = base / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    remove_abandoned_generations(base)
+    temporary = base / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         generate_cardiac_synth(temporary, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
                                n_cross=n_cross, workers=workers)
@@ -138,9 +142,27 @@ def ensure_cardiac_synth(
     return target
 
 
+def remove_abandoned_generations(base: Path) -> list[Path]:
+    """Delete temporary generation folders whose writer died (kill -9 leaves ~64 MB each).
+
+    The folder name carries the writer's host and pid; only folders of this host whose process
+    is gone are removed, so a concurrent generation (or one on another host sharing the cache)
+    is left alone.
+    """
+    removed = []
+    host = socket.gethostname()
+    for folder in base.glob(".cardiac-synth-*.tmp-*"):
+        parts = folder.name.rsplit(".tmp-", 1)[1].rsplit("-", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or process_alive(host, int(parts[1])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def default_cache_dir() -> Path:
     """`$ROBENCH_HOME/synth`, with ROBENCH_HOME defaulting to ~/.cache/robench."""
-    return Path(os.environ.get("ROBENCH_HOME", "~/.cache/robench")).expanduser() / "synth"
+    return robench_home() / "synth"
 
 
 def cache_name(*, seed: int, n_train: int, n_val: int, n_test: int, n_cross: int) -> str:
