@@ -6,10 +6,10 @@
     generated under the same pin (NumPy's dispatched kernels change 30-odd stored voxels per
     cine otherwise). The run is repeated as the host is and as a host with AVX2 only looks to
     each library's dispatcher; both must give the committed numbers to 1e-6.
-(b) Quality — Dice far from chance. The `ci` budget (300 quick updates) on real ACDC must stay
-    within the tolerance its baseline derives from the spread over five seeds
-    (tests/regression/acdc_cval0_ci.json, checked with `robench regress`); the cardiac-synth
-    counterpart runs in `make regress` (.ci/run).
+(b) Quality — Dice far from chance, within the tolerance a baseline derives from the spread
+    over seeds, checked with `robench regress`: the quick budget on real ACDC cval 0 here
+    (tests/regression/acdc_cval0_quick.json), the `ci` budget on cardiac-synth in
+    `make regress` (.ci/run).
 
 Golden numbers move only on purpose: `ROBENCH_UPDATE_GOLDEN=1 make test`; a quality baseline
 with `robench regress RUNS --baseline FILE --update --tolerance-from-seeds 3`.
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from robench.cli import app
@@ -96,18 +95,16 @@ def test_pinned_smoke_numbers_hold_under_two_instruction_sets(pinned_home, tmp_p
 
 @pytest.mark.slow
 @needs_acdc
-def test_real_acdc_ci_budget_stays_within_the_seed_tolerance(tmp_path):
-    """The `ci` budget on real ACDC cval 0 (seed 0) against the five-seed baseline, with `robench regress`."""
-    baseline = GOLDEN / "acdc_cval0_ci.json"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def test_real_acdc_quick_budget_stays_within_the_seed_tolerance(tmp_path):
+    """The quick budget on real ACDC cval 0 (seed 0, all cores) against the four-seed baseline, with `robench regress`.
+
+    The `ci` budget's 300 updates leave ACDC near chance (Dice 0.25, MYO 0.10): too steep a
+    region for a quality check, so real ACDC uses the quick budget's 1000 (Dice ~0.58)."""
+    baseline = GOLDEN / "acdc_cval0_quick.json"
     runner = CliRunner()
-    try:
-        out = runner.invoke(app, ["run", "--suite", "cardiac", "--data-root", str(ACDC_ROOT), "--cval", "0",
-                                  "--method", "standard", "--seed", "0", "--budget", "ci", "--corruptions", "none",
-                                  "--out", str(tmp_path)])
-    finally:
-        torch.set_num_threads(before)
+    out = runner.invoke(app, ["run", "--suite", "cardiac", "--data-root", str(ACDC_ROOT), "--cval", "0",
+                              "--method", "standard", "--seed", "0", "--budget", "quick", "--corruptions", "none",
+                              "--out", str(tmp_path)])
     assert out.exit_code == 0, out.output[-3000:]
     result = runner.invoke(app, ["regress", str(tmp_path), "--baseline", str(baseline)])
     assert result.exit_code == 0, result.output[-4000:]

@@ -64,6 +64,7 @@ class DigestCache:
     def save(self) -> None:
         if not self.dirty:
             return
+        self.entries = {k: v for k, v in self.entries.items() if Path(k).exists()}  # forget deleted files
         data = json.dumps(self.entries, sort_keys=True).encode()
         try:
             atomic_write(self.path, lambda f: f.write(data))

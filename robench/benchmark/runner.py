@@ -133,13 +133,12 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         log(f"loading training data of {suite_data.name} …")
         data = TrainingSlices.from_cases(suite_data.train, budget, device)
         val = ValidationSet.from_cases(suite_data.val, budget, device)
-        for warning in data.warnings:
-            log(f"[yellow]warning[/]: {warning}")
-            notes.append(warning)
         if not folder.started:
             _write_provenance(folder, config, run_id, budget, request, device)
-        for warning in data.warnings:
+        for warning in data.warnings:  # loud: on the console, in the log, and in the run's notes
+            log(f"[yellow]warning[/]: {warning}")
             folder.log(f"warning: {warning}")
+            notes.append(warning)
         folder.log(f"{len(data)} training slices, {len(val.images)} validation slices on {device}")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
