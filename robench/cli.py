@@ -219,7 +219,8 @@ def regress(
     source: Path = typer.Argument(..., help="A results folder holding finished runs, or a leaderboard JSON file."),
     baseline: Path = typer.Option(..., help="Committed baseline: a leaderboard JSON (`robench leaderboard --format json`)."),
     tolerance: Optional[float] = typer.Option(
-        None, help="Largest allowed drop (absolute); default: the baseline's regression.tolerance, else 0.02."
+        None, help="Largest allowed drop, one number for every cell; default: the baseline's own (per cell from the "
+        "spread over seeds, or regression.tolerance), else 0.02."
     ),
     metric: str = typer.Option("dice", help="dice | hd95 | assd | sensitivity | precision."),
     update: bool = typer.Option(False, "--update", help="Rewrite the baseline with the measured numbers (on purpose)."),
@@ -243,21 +244,23 @@ def regress(
     limit = rg.tolerance_of(reference, tolerance)
     comparisons = rg.compare(reference, measured, limit, metric)
     colours = {"ok": "green", "better": "cyan", "new": "dim", "worse": "bold red", "missing": "bold red"}
-    table = Table("table", "row", "column", "baseline", "measured", "delta", "verdict", title=f"{metric}, tolerance {limit:g}")
+    table = Table("table", "row", "column", "baseline", "measured", "delta", "tolerance", "verdict",
+                  title=f"{metric}, {limit.describe()}")
     for c in comparisons:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         delta = "—" if c.delta is None else f"{c.delta:+.4f}"
-        table.add_row(c.table, c.row, c.column, fmt(c.baseline), fmt(c.measured), delta, f"[{colours[c.verdict]}]{c.verdict}[/]")
+        table.add_row(c.table, c.row, c.column, fmt(c.baseline), fmt(c.measured), delta, f"{c.tolerance:.4f}",
+                      f"[{colours[c.verdict]}]{c.verdict}[/]")
     console.print(table)
     failed = [c for c in comparisons if c.failed]
     if failed:
         err_console.print(
             f"[bold red]regression[/]: {len(failed)} of {len(comparisons)} cells worse than {baseline} by more than "
-            f"{limit:g} (or missing); if the change is intended, rerun with --update and commit the baseline",
+            f"their tolerance (or missing); if the change is intended, rerun with --update and commit the baseline",
             highlight=False,
         )
         raise typer.Exit(1)
-    console.print(f"[green]no regression[/]: {len(comparisons)} cells within {limit:g} of {baseline}", highlight=False)
+    console.print(f"[green]no regression[/]: {len(comparisons)} cells within their tolerance of {baseline}", highlight=False)
 
 
 def _register_subcommands() -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from robench.benchmark.runner import RunRequest, execute
 from robench.benchmark.suites import SuiteOptions
 from robench.cli import app
-from robench.leaderboards.regress import Comparison, compare, tolerance_from_seeds
+from robench.leaderboards.regress import Comparison, compare, tolerance_from_seeds, tolerance_of
 
 runner = CliRunner()
 
@@ -93,11 +93,18 @@ def test_a_missing_test_set_fails_and_lower_is_better_metrics_flip_the_direction
     assert Comparison("t", "r", "A", "test_set", 0.8, 0.9, 0.02, True).verdict == "better"
 
 
-def test_tolerance_from_seeds_follows_the_largest_spread():
-    table = {"suite": "s", "budget": "b", "metric": "dice", "view": "", "higher_is_better": True,
-             "columns": [{"name": "A", "role": "test_set"}, {"name": "B", "role": "test_set"}, {"name": "cost", "role": "cost"}],
-             "rows": [{"label": "standard", "cells": {"A": {"mean": 0.8, "std": 0.01, "n_runs": 4},
-                                                      "B": {"mean": 0.7, "std": 0.02, "n_runs": 4},
-                                                      "cost": {"mean": 9.0, "std": 5.0, "n_runs": 4}}}]}
-    derived = tolerance_from_seeds({"tables": [table]}, 3)
-    assert derived["tolerance"] == pytest.approx(3 * 0.02 * (1 + 1 / 4) ** 0.5, abs=1e-4)
+def test_tolerances_from_seeds_follow_each_cells_spread():
+    def table(a, b):
+        return {"suite": "s", "budget": "b", "metric": "dice", "view": "", "higher_is_better": True,
+                "columns": [{"name": "A", "role": "test_set"}, {"name": "B", "role": "test_set"},
+                            {"name": "cost", "role": "cost"}],
+                "rows": [{"label": "standard", "cells": {"A": a, "B": b, "cost": {"mean": 9.0, "std": 5.0, "n_runs": 4}}}]}
+
+    seeds = {"tables": [table({"mean": 0.8, "std": 0.01, "n_runs": 4}, {"mean": 0.7, "std": 0.05, "n_runs": 4})]}
+    regression = tolerance_from_seeds(seeds, 3)
+    tolerance = tolerance_of({**seeds, "regression": regression}, None)
+    later = {"tables": [table({"mean": 0.76}, {"mean": 0.62})]}  # A drops 0.04 (> 3·0.01·√1.25), B 0.08 (< 3·0.05·√1.25)
+    by_column = {c.column: c for c in compare(seeds, later, tolerance)}
+    assert by_column["A"].tolerance == pytest.approx(3 * 0.01 * 1.25 ** 0.5)
+    assert by_column["A"].verdict == "worse" and by_column["B"].verdict == "ok" and "cost" not in by_column
+    assert tolerance_of({**seeds, "regression": regression}, 0.1).for_cell({"std": 0.01, "n_runs": 4}) == 0.1

@@ -1,11 +1,19 @@
 """`robench regress`: compare a leaderboard with a committed baseline of the same format.
 
 The baseline is the leaderboard's own JSON (`robench leaderboard --format json`), optionally
-with a top-level `regression` entry saying which tolerance applies and how it was derived
-(e.g. from the spread over seeds). Every score cell of every row present in the baseline is
-compared: each test set, the kind and overall averages, and each class (the class columns
-average a class over the test sets). A cell that is worse than the baseline by more than the
-tolerance, or missing, fails the check.
+with a top-level `regression` entry saying which tolerance applies and how it was derived.
+Every score cell of every row present in the baseline is compared: each test set, the kind
+and overall averages, and each class (the class columns average a class over the test sets).
+A cell that is worse than the baseline by more than its tolerance, or missing, fails.
+
+Tolerances: one absolute number for every cell (`--tolerance`, or `regression.tolerance`), or
+per cell from the spread over seeds the baseline's own cells carry (`regression.sigmas`):
+k·σ·√(1 + 1/n) with σ the cell's standard deviation over its n runs — a later single run is
+one more draw (on another machine float differences grow into what amounts to another seed),
+so it differs from a mean of n with standard deviation σ·√(1 + 1/n). With k = 3 a one-sided
+false alarm per cell is ~0.1 % under normality. Seeds spread differently per test set (a far
+site spreads far more than the intra-domain set), so one number from the widest cell would
+blind the check everywhere else.
 """
 
 from __future__ import annotations
@@ -20,6 +28,29 @@ from robench.errors import ConfigError, DataError
 
 COMPARED_ROLES = ("test_set", "kind_average", "average", "class_average", "corruption", "mode_average")
 DEFAULT_TOLERANCE = 0.02
+DEFAULT_FLOOR = 0.005  # a per-cell tolerance never below this: two seeds can agree by chance
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    absolute: float | None = None  # one number for every cell
+    sigmas: float | None = None  # k of k·σ·√(1 + 1/n), from each baseline cell's spread over seeds
+    floor: float = DEFAULT_FLOOR
+
+    def for_cell(self, cell: dict[str, Any] | None) -> float:
+        if self.absolute is not None:
+            return self.absolute
+        std, n = (cell or {}).get("std"), (cell or {}).get("n_runs") or 0
+        if self.sigmas is None or std is None or n < 2:
+            return DEFAULT_TOLERANCE
+        return max(self.floor, self.sigmas * float(std) * math.sqrt(1 + 1 / n))
+
+    def describe(self) -> str:
+        if self.absolute is not None:
+            return f"tolerance {self.absolute:g}"
+        if self.sigmas is not None:
+            return f"tolerance {self.sigmas:g} std over seeds per cell (at least {self.floor:g})"
+        return f"tolerance {DEFAULT_TOLERANCE:g}"
 
 
 @dataclass(frozen=True)
@@ -78,17 +109,27 @@ def measured_document(source: Path, metric: str) -> dict[str, Any]:
     return json.loads(render(board, "json"))
 
 
-def tolerance_of(baseline: dict[str, Any], override: float | None) -> float:
+def tolerance_of(baseline: dict[str, Any], override: float | None) -> Tolerance:
+    recorded = baseline.get("regression") or {}
     if override is not None:
-        value = override
+        tolerance = Tolerance(absolute=override)
+    elif "tolerance" in recorded:
+        tolerance = Tolerance(absolute=recorded["tolerance"])
+    elif "sigmas" in recorded:
+        tolerance = Tolerance(sigmas=recorded["sigmas"], floor=recorded.get("floor", DEFAULT_FLOOR))
     else:
-        value = (baseline.get("regression") or {}).get("tolerance", DEFAULT_TOLERANCE)
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"--tolerance must be a number >= 0, got {value!r}")
-    return float(value)
+        tolerance = Tolerance(absolute=DEFAULT_TOLERANCE)
+    for value in (tolerance.absolute, tolerance.sigmas, tolerance.floor):
+        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"--tolerance must be a number >= 0, got {value!r}")
+    return tolerance
 
 
-def compare(baseline: dict[str, Any], measured: dict[str, Any], tolerance: float, metric: str = "dice") -> list[Comparison]:
+def compare(
+    baseline: dict[str, Any], measured: dict[str, Any], tolerance: Tolerance | float, metric: str = "dice",
+) -> list[Comparison]:
+    if not isinstance(tolerance, Tolerance):
+        tolerance = Tolerance(absolute=tolerance)
     base_tables = dict(_tables(baseline, metric))
     if not base_tables:
         raise DataError(f"the baseline has no {metric} table; update it with --update or pass --metric")
@@ -99,15 +140,19 @@ def compare(baseline: dict[str, Any], measured: dict[str, Any], tolerance: float
         higher = bool((base or new)["higher_is_better"])  # type: ignore[index]
         base_cells, new_cells = _cells(base), _cells(new)
         for row, column in sorted(set(base_cells) | set(new_cells)):
-            role = (base_cells.get((row, column)) or new_cells.get((row, column)))[1]  # type: ignore[index]
+            base_cell, new_cell = base_cells.get((row, column)), new_cells.get((row, column))
+            role = (base_cell or new_cell)[1]  # type: ignore[index]
             out.append(
                 Comparison(
-                    key, row, column, role,
-                    (base_cells.get((row, column)) or (None, ""))[0], (new_cells.get((row, column)) or (None, ""))[0],
-                    tolerance, higher,
+                    key, row, column, role, _mean(base_cell), _mean(new_cell),
+                    tolerance.for_cell(base_cell[0] if base_cell else None), higher,
                 )
             )
     return out
+
+
+def _mean(cell: tuple[dict[str, Any], str] | None) -> float | None:
+    return None if cell is None else cell[0].get("mean")
 
 
 def _tables(document: dict[str, Any], metric: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -118,7 +163,8 @@ def _tables(document: dict[str, Any], metric: str) -> Iterator[tuple[str, dict[s
         yield name, table
 
 
-def _cells(table: dict[str, Any] | None) -> dict[tuple[str, str], tuple[float | None, str]]:
+def _cells(table: dict[str, Any] | None) -> dict[tuple[str, str], tuple[dict[str, Any], str]]:
+    """(row label, column) → (the cell's fields, the column's role), for the compared roles."""
     if table is None:
         return {}
     roles = {c["name"]: c["role"] for c in table["columns"]}
@@ -126,37 +172,25 @@ def _cells(table: dict[str, Any] | None) -> dict[tuple[str, str], tuple[float | 
     for row in table["rows"]:
         for column, cell in row["cells"].items():
             if roles.get(column) in COMPARED_ROLES:
-                cells[(row["label"], column)] = (cell.get("mean"), roles[column])
+                cells[(row["label"], column)] = (cell, roles[column])
     return cells
 
 
 def tolerance_from_seeds(document: dict[str, Any], k: float, metric: str = "dice") -> dict[str, Any]:
-    """A tolerance from the spread over seeds of a leaderboard whose rows aggregate several seeds.
-
-    A later single run is one more draw (on another machine float differences grow into what
-    amounts to another seed), so it differs from the baseline mean of n runs with standard
-    deviation σ·√(1 + 1/n). The tolerance is k times that for the largest σ of any compared
-    cell: with k = 3 a one-sided false alarm per cell is ~0.1 % under normality.
-    """
+    """The `regression` entry for per-cell tolerances of k standard deviations over seeds."""
     if not math.isfinite(k) or k <= 0:
         raise ConfigError(f"--tolerance-from-seeds must be a positive number of standard deviations, got {k}")
-    spreads, runs = [], []
-    for _, table in _tables(document, metric):
-        roles = {c["name"]: c["role"] for c in table["columns"]}
-        for row in table["rows"]:
-            for column, cell in row["cells"].items():
-                if roles.get(column) in COMPARED_ROLES and cell.get("std") is not None and (cell.get("n_runs") or 0) >= 2:
-                    spreads.append(float(cell["std"]))
-                    runs.append(int(cell["n_runs"]))
-    if not spreads:
+    runs = [
+        int(cell["n_runs"]) for _, table in _tables(document, metric) for cell, _ in _cells(table).values()
+        if cell.get("std") is not None and (cell.get("n_runs") or 0) >= 2
+    ]
+    if not runs:
         raise DataError("no cell aggregates two or more runs: run several seeds into the folder to derive a tolerance")
-    n = min(runs)
-    sigma = max(spreads)
     return {
-        "tolerance": round(k * sigma * math.sqrt(1 + 1 / n), 4),
-        "derivation": f"{k:g} x largest std over seeds ({sigma:.4f}, {n} runs per row) x sqrt(1 + 1/{n})",
-        "largest_std_over_seeds": round(sigma, 5),
-        "runs_per_row": n,
+        "sigmas": k,
+        "floor": DEFAULT_FLOOR,
+        "derivation": f"per cell: {k:g} x its std over seeds x sqrt(1 + 1/n), n = {min(runs)} to {max(runs)} runs; "
+                      f"at least {DEFAULT_FLOOR:g}",
     }
 
 
@@ -169,5 +203,5 @@ def updated_baseline(
     if seeds_k is not None:
         regression = tolerance_from_seeds(measured, seeds_k, metric)
     if tolerance is not None:
-        regression["tolerance"] = tolerance
+        regression = {"tolerance": tolerance}
     return {**measured, **({"regression": regression} if regression else {})}
