@@ -244,14 +244,15 @@ def regress(
     limit = rg.tolerance_of(reference, tolerance)
     comparisons = rg.compare(reference, measured, limit, metric)
     colours = {"ok": "green", "better": "cyan", "new": "dim", "worse": "bold red", "missing": "bold red"}
-    table = Table("table", "row", "column", "baseline", "measured", "delta", "tolerance", "verdict",
-                  title=f"{metric}, {limit.describe()}")
-    for c in comparisons:
-        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-        delta = "—" if c.delta is None else f"{c.delta:+.4f}"
-        table.add_row(c.table, c.row, c.column, fmt(c.baseline), fmt(c.measured), delta, f"{c.tolerance:.4f}",
-                      f"[{colours[c.verdict]}]{c.verdict}[/]")
-    console.print(table)
+    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+    for name in dict.fromkeys(c.table for c in comparisons):  # one table per suite / budget, 80 columns wide
+        table = Table("row", "column", "baseline", "measured", "delta", "tol", "verdict",
+                      title=f"{name} · {metric} · {limit.describe()}")
+        for c in (c for c in comparisons if c.table == name):
+            delta = "—" if c.delta is None else f"{c.delta:+.4f}"
+            table.add_row(c.row, c.column, fmt(c.baseline), fmt(c.measured), delta, f"{c.tolerance:.3f}",
+                          f"[{colours[c.verdict]}]{c.verdict}[/]")
+        console.print(table)
     failed = [c for c in comparisons if c.failed]
     if failed:
         err_console.print(

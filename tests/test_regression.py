@@ -109,3 +109,4 @@ def test_real_acdc_quick_budget_stays_within_the_seed_tolerance(tmp_path):
     result = runner.invoke(app, ["regress", str(tmp_path), "--baseline", str(baseline)])
     assert result.exit_code == 0, result.output[-4000:]
     assert "no regression" in result.output
+
