@@ -64,7 +64,7 @@ def discover_acdc(root: Path) -> dict[str, AcdcSubject]:
 
 def _parse_info_cfg(path: Path) -> dict[str, str]:
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of the first key
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     info = {}
