@@ -37,8 +37,13 @@ def _main(
     try:
         numerics.apply_in_process()
     except RobenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    """The one line every user-facing error gets, and exit code 2."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def friendly_errors(func: Callable) -> Callable:
@@ -51,22 +56,18 @@ def friendly_errors(func: Callable) -> Callable:
         except RobenchError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: rerun the same command with --resume to continue", highlight=False)
             raise typer.Exit(130) from None
         except OSError as exc:  # the environment, not robench: permissions, full disk, link loops, ...
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(describe_os_error(exc))
         except MemoryError:
             if _state["debug"]:
                 raise
-            err_console.print("[bold red]error:[/] out of memory; use a smaller --budget or a machine with more memory",
-                              highlight=False)
-            raise typer.Exit(2) from None
+            _fail("out of memory; use a smaller --budget or a machine with more memory")
 
     return wrapper
 
@@ -244,7 +245,9 @@ def regress(
     limit = rg.tolerance_of(reference, tolerance)
     comparisons = rg.compare(reference, measured, limit, metric)
     colours = {"ok": "green", "better": "cyan", "new": "dim", "worse": "bold red", "missing": "bold red"}
-    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+    def fmt(value: float | None) -> str:
+        return "—" if value is None else f"{value:.4f}"
+
     for name in dict.fromkeys(c.table for c in comparisons):  # one table per suite / budget, 80 columns wide
         table = Table("row", "column", "baseline", "measured", "delta", "tol", "verdict",
                       title=f"{name} · {metric} · {limit.describe()}")

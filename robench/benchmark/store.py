@@ -8,6 +8,7 @@ is never written again; one without it is an interrupted run that `--resume` con
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import os
@@ -252,8 +253,6 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         try:
