@@ -117,6 +117,12 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     hd95: str = typer.Option("max_directed", help="HD95 variant: max_directed | pooled."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where generated data is cached (default $ROBENCH_HOME)."),
+    precision: str = typer.Option(
+        "auto", help="fp32 | bf16 | auto (bf16 where the device computes it natively); recorded in the run id."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, help="Intra-op CPU threads (default: follow the cores other processes leave free; fix it for identical floats)."
+    ),
 ) -> None:
     """Train a method on a suite and evaluate it on every test set."""
     from robench.benchmark.config import parse_hparam_overrides
@@ -131,7 +137,7 @@ def run(
     request = RunRequest(
         suite=suite, method=method, seed=seed, cval=cval, budget=budget, hparams=parse_hparam_overrides(hparam),
         out=out, options=options,
-        resume=resume, device=device, hd95_variant=hd95,
+        resume=resume, device=device, hd95_variant=hd95, precision=precision, threads=threads,
     )
     result = execute(request, log=lambda m: console.print(m, highlight=False))
     for note in result.notes:

@@ -122,6 +122,8 @@ class RunConfig:
     data: Mapping[str, str] = field(default_factory=dict)  # data fingerprints, not paths
     budget_spec: str = ""  # Budget.fingerprint(): resolution, iterations, lr schedule of the budget named
     hd95_variant: str = "max_directed"  # the records' HD95 definition: another variant is another result
+    precision: str = "fp32"  # fp32 | bf16 autocast (robench.precision): other floats, another run
+    memory_format: str = "contiguous"  # contiguous | channels_last networks: other kernels, other floats
 
     def canonical(self) -> dict[str, Any]:
         d = asdict(self)

@@ -11,7 +11,7 @@ import numpy as np
 
 from robench.benchmark.config import get_budget
 from robench.benchmark.evaluate import evaluate, predict_volume
-from robench.benchmark.runner import build_method
+from robench.benchmark.runner import build_method, config_numerics
 from robench.benchmark.store import RunFolder, RunLock
 from robench.benchmark.suites import acdc
 from robench.benchmark.suites.base import Case, TestSet, check_case
@@ -29,7 +29,9 @@ def load_finished_run(run_dir: Path, device: str) -> tuple[RunFolder, dict, Meth
     if not folder.finished:
         raise RunStateError(f"{run_dir}: run not finished; complete it with `robench run ... --resume` first")
     config = folder.config()
-    method = build_method(config["method"], config["hparams"], config["seed"], NUM_CARDIAC_CLASSES, pick_device(device))
+    method = build_method(
+        config["method"], config["hparams"], config["seed"], NUM_CARDIAC_CLASSES, pick_device(device), config_numerics(config)
+    )
     load_best(method, folder)
     return folder, config, method
 
@@ -71,6 +73,7 @@ def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind:
     import json
 
     info["hparams"] = json.dumps(config["hparams"], sort_keys=True)
+    info["numeric_precision"] = config_numerics(config).precision
     test_set = TestSet(name, kind, refs)  # type: ignore[arg-type]
     with RunLock(folder.path):
         result = evaluate(

@@ -6,7 +6,7 @@ them. Every column is listed here so writers and readers agree.
 
 from __future__ import annotations
 
-RUN_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "hparams")
+RUN_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "hparams", "numeric_precision")
 CASE_COLUMNS = (
     "test_set",  # name of the test set, e.g. "ACDC", "SiteB", "RandBias"
     "kind",  # "intra" | "cross-site" | "artefact"

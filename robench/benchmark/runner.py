@@ -8,7 +8,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 import torch
@@ -20,7 +20,11 @@ from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environmen
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
 from robench.errors import ConfigError, RunStateError, describe_os_error
+from robench import precision
 from robench.methods import Method, get_method, resolve_hparams
+from robench.numerics import is_pinned
+from robench.precision import NumericChoice
+from robench.threads import ThreadGovernor
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class RunRequest:
     device: str = "auto"
     hd95_variant: str = "max_directed"
     progress: bool = True
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the device computes it natively)
+    threads: int | None = None  # intra-op threads; None follows the free cores (robench.threads)
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,16 @@ class RunResult:
     notes: tuple[str, ...] = ()
 
 
-def build_method(name: str, hparams: dict, seed: int, num_classes: int, device: torch.device) -> Method:
+def build_method(
+    name: str, hparams: dict, seed: int, num_classes: int, device: torch.device, numerics: NumericChoice = NumericChoice(),
+) -> Method:
     cls = get_method(name)
-    return cls(hparams, num_classes=num_classes, device=device, seed=seed)
+    return cls(hparams, num_classes=num_classes, device=device, seed=seed).use_numerics(numerics)
+
+
+def config_numerics(config: Mapping[str, object]) -> NumericChoice:
+    """The precision and layout a run's config recorded (runs from before the choice: fp32, contiguous)."""
+    return NumericChoice(str(config.get("precision", "fp32")), str(config.get("memory_format", "contiguous")))
 
 
 def run_info(config: RunConfig, run_id: str) -> dict[str, object]:
@@ -58,6 +71,7 @@ def run_info(config: RunConfig, run_id: str) -> dict[str, object]:
     return {
         "run_id": run_id, "method": config.method, "suite": config.suite, "budget": config.budget,
         "seed": config.seed, "cval": config.cval, "hparams": json.dumps(dict(config.hparams), sort_keys=True),
+        "numeric_precision": config.precision,  # fp32 | bf16 ("precision" is the metric)
     }
 
 
@@ -72,7 +86,8 @@ def check_request(request: RunRequest) -> None:
             raise ConfigError(f"{name} {value} is out of range; use an integer in {low}..{high}")
     if request.hd95_variant not in HD95_VARIANTS:
         raise ConfigError(f"--hd95 {request.hd95_variant!r} is unknown; use {' or '.join(HD95_VARIANTS)}")
-    pick_device(request.device)
+    precision.resolve(request.precision, pick_device(request.device))
+    ThreadGovernor(requested=request.threads)  # refuses --threads 0
     check_writable(Path(request.out), "--out")
 
 
@@ -92,10 +107,11 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
     suite_data: SuiteData = get_suite(request.suite).build(request.options)
+    numerics = precision.resolve(request.precision, pick_device(request.device))
     config = RunConfig(
         suite=request.suite, method=request.method, seed=request.seed, cval=request.cval, budget=request.budget,
         hparams=hparams, data={"fingerprint": suite_data.fingerprint}, budget_spec=budget.fingerprint(),
-        hd95_variant=request.hd95_variant,
+        hd95_variant=request.hd95_variant, precision=numerics.precision, memory_format=numerics.memory_format,
     )
     run_id = config.run_id()
     folder = RunFolder.for_config(request.out, run_id)
@@ -121,8 +137,12 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         )
     device = pick_device(request.device)
     seed_everything(request.seed)
-    method = build_method(request.method, budget.effective_hparams(hparams), request.seed, len(suite_data.classes) + 1, device)
-    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress)
+    method = build_method(
+        request.method, budget.effective_hparams(hparams), request.seed, len(suite_data.classes) + 1, device,
+        config_numerics(config.canonical()),
+    )
+    threads = ThreadGovernor(requested=1 if is_pinned() else request.threads)
+    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads)
     if folder.last_checkpoint.exists():
         trainer.restore()
         log(f"resuming {folder.path} at iteration {trainer.state.iteration}")
@@ -157,6 +177,9 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         "infer_seconds_per_volume": result.seconds_per_volume,
         "peak_memory_mb": _peak_memory_mb(device),
         "device": str(device),
+        "precision": config.precision,
+        "memory_format": config.memory_format,
+        "threads": threads.record(),
         "n_records": len(result.records),
     }
     folder.finish(result.records, summary)
@@ -207,7 +230,7 @@ def evaluate_new_test_sets(
     budget = get_budget(config.budget)
     device = pick_device(request.device)
     method = build_method(config.method, budget.effective_hparams(dict(config.hparams)), config.seed,
-                          len(suite_data.classes) + 1, device)
+                          len(suite_data.classes) + 1, device, config_numerics(config.canonical()))
     load_best(method, folder)
     check_test_sets(missing)
     result = evaluate(method, missing, budget, suite_data.classes, run_info(config, run_id),

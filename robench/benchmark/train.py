@@ -7,6 +7,7 @@ batches and augmentations it would have produced without the interruption.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from robench.benchmark.store import RunFolder, load_torch, save_torch
 from robench.benchmark.suites.base import CaseRef
 from robench.errors import ConfigError, DataError, RunStateError
 from robench.methods.base import Batch, Method
+from robench.threads import ThreadGovernor
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -117,10 +119,18 @@ class TrainState:
     complete: bool = False
 
 
+LOSS_GATHER_EVERY = 25  # updates between reading the losses back from the device (one host sync)
+
+
 class Trainer:
-    def __init__(self, method: Method, budget: Budget, folder: RunFolder, seed: int, *, progress: bool = True):
+    def __init__(
+        self, method: Method, budget: Budget, folder: RunFolder, seed: int, *, progress: bool = True,
+        threads: ThreadGovernor | None = None,
+    ):
         self.method, self.budget, self.folder, self.seed = method, budget, folder, seed
         self.progress = progress
+        self.threads = threads if threads is not None else ThreadGovernor(requested=torch.get_num_threads())
+        self._pending: list[dict[str, torch.Tensor]] = []
         self.sampler = np.random.default_rng(seed)
         self.aug_generator = torch.Generator(device=method.device)
         self.aug_generator.manual_seed(seed + 1)
@@ -128,6 +138,7 @@ class Trainer:
 
     # checkpoints -----------------------------------------------------------------------------
     def save(self) -> None:
+        self.gather_losses()
         save_torch(
             self.folder.last_checkpoint,
             {
@@ -170,30 +181,57 @@ class Trainer:
         )
         with Progress(*columns, disable=not self.progress, transient=False) as bar:
             task = bar.add_task("train", total=total, completed=self.state.iteration, loss="-", val=_fmt(self.state.best_score))
+            self._log_threads(self.threads.start())
             try:
                 while self.state.iteration < total:
                     started = time.perf_counter()
                     self.set_learning_rate(total)
-                    losses = self.method.update(self.next_batch(data))
+                    self._pending.append(self.method.update(self.next_batch(data)))
                     self.state.iteration += 1
-                    self.state.history.append({"iteration": self.state.iteration, **losses})
                     it = self.state.iteration
+                    changes = len(self.threads.changes)
+                    self.threads.tick()
+                    if len(self.threads.changes) > changes:
+                        self._log_threads(torch.get_num_threads())
+                    if it % LOSS_GATHER_EVERY == 0 or it % interval == 0 or it == total:
+                        self.gather_losses()
                     if it % interval == 0 or it == total:
                         self.validate(val)
                     self.state.seconds += time.perf_counter() - started
                     if it % self.budget.checkpoint_every == 0 or it == total:
                         self.state.complete = it == total
                         self.save()
-                    bar.update(task, completed=it, loss=f"{losses['total']:.3f}", val=_fmt(self.state.best_score))
+                    loss = f"{self.state.history[-1]['total']:.3f}" if self.state.history else "-"
+                    bar.update(task, completed=it, loss=loss, val=_fmt(self.state.best_score))
                     if self.progress and not bar.console.is_terminal and (it % interval == 0 or it == total):
                         # logs and CI have no live bar: print a line at every validation instead
-                        bar.console.print(f"iteration {it}/{total} loss {losses['total']:.3f} best val mIoU {_fmt(self.state.best_score)}")
+                        bar.console.print(f"iteration {it}/{total} loss {loss} best val mIoU {_fmt(self.state.best_score)}")
             except KeyboardInterrupt:
                 # no save here: the interrupt may land mid-update; resuming from the last periodic
                 # checkpoint replays the same batches, so the finished run is identical either way
                 self.folder.log(f"interrupted at iteration {self.state.iteration}")
                 raise
         return self.state
+
+    def gather_losses(self) -> None:
+        """Read the pending updates' losses back in one transfer into the history; stop on a non-finite one."""
+        if not self._pending:
+            return
+        names = list(self._pending[0])
+        rows = torch.stack([torch.stack([losses[k] for k in names]) for losses in self._pending]).tolist()
+        first = self.state.iteration - len(rows) + 1
+        self._pending = []
+        for offset, row in enumerate(rows):
+            entry = dict(zip(names, row))
+            if not all(math.isfinite(v) for v in row):
+                raise RunStateError(
+                    f"training diverged: non-finite loss at iteration {first + offset} ({_fmt_losses(entry)}); "
+                    "lower the learning rate (--hparam lr=…) or use --precision fp32, and start the run over"
+                )
+            self.state.history.append({"iteration": first + offset, **entry})
+
+    def _log_threads(self, threads: int) -> None:
+        self.folder.log(f"iteration {self.state.iteration}: {self.threads.changes[-1] if self.threads.changes else threads}")
 
     def set_learning_rate(self, total: int) -> None:
         """Apply the budget's schedule to every optimiser; `initial_lr` keeps each group's starting rate."""
@@ -209,6 +247,10 @@ class Trainer:
         if score > self.state.best_score:
             self.state.best_score, self.state.best_iteration = score, self.state.iteration
             save_torch(self.folder.best_checkpoint, {"method": self.method.state_dict(), "iteration": self.state.iteration, "score": score})
+
+
+def _fmt_losses(losses: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
 
 
 def _fmt(score: float) -> str:

@@ -155,12 +155,19 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
         "run_id": run_id,
         "path": str(folder.relative_to(root)),
         **{key: config[key] for key in ("method", "suite", "budget", "seed", "cval")},
-        "hparams": canonical_hparams(config["hparams"]),
+        # a bf16 run is another setting of its method (it has other floats): the precision joins the
+        # hparams key, so tables name it only where a method was run at both precisions
+        "hparams": canonical_hparams({**config["hparams"], **_precision_setting(config)}),
     }
     for key in COST_KEYS:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
     run["device"] = None if done.get("device") is None else str(done["device"])
     return records, run
+
+
+def _precision_setting(config: Mapping) -> dict[str, str]:
+    precision = str(config.get("precision", "fp32"))
+    return {} if precision == "fp32" else {"precision": precision}
 
 
 def _check_no_duplicate_test_sets(parts: list[pd.DataFrame], folder: Path) -> None:
@@ -205,6 +212,8 @@ def _read_records(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} cannot be read as Parquet ({exc}); re-run this run or delete its folder") from exc
     if "unit" not in records.columns and "case_id" in records.columns:
         records = records.assign(unit=records["case_id"])  # records written before the unit column: each case its own unit
+    if "numeric_precision" not in records.columns:
+        records = records.assign(numeric_precision="fp32")  # records written before the precision choice computed in fp32
     missing = [column for column in RECORD_COLUMNS if column not in records.columns]
     if missing:
         raise DataError(

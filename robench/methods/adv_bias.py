@@ -75,7 +75,7 @@ class AdvBias(HardExampleMethod):
         grad, = torch.autograd.grad(self.divergence(reference, logits), phi)
         return clamp_log_params(phi.detach() + self.hp["step_size"] * l2_normalise(grad), self.hp["eps"])
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():

@@ -79,7 +79,7 @@ class AdvNoise(HardExampleMethod):
         """x + r clipped to the batch's intensity range (the reference clips to the global min/max)."""
         return torch.minimum(torch.maximum(x + r.to(x.dtype), x.min()), x.max())
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():

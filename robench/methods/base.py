@@ -10,13 +10,14 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch import Tensor
 
 from robench.errors import ConfigError
 from robench.methods.augment import augment_batch
+from robench.precision import NumericChoice, autocast
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Method(ABC):
     reference: ClassVar[str]
     hparams: ClassVar[Mapping[str, Any]] = {}
     prediction_modes: ClassVar[tuple[str, ...]] = ("ftn",)
+    numerics: NumericChoice = NumericChoice()  # fp32, contiguous unless the run chose otherwise
     primary_mode: ClassVar[str] = "ftn"
     selection_mode: ClassVar[str] = "ftn"  # the prediction validated for model selection
 
@@ -45,8 +47,11 @@ class Method(ABC):
         self.generator.manual_seed(seed)
 
     @abstractmethod
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One optimisation step on a batch; returns named loss values for logging."""
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One optimisation step on a batch; returns named, detached 0-d loss tensors.
+
+        Tensors, not floats: reading a value synchronises the host with the device, so the
+        trainer gathers them every few updates instead of after each one."""
 
     def augment(self, images: Tensor, labels: Tensor, *, crop: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Training augmentation of the batch's first half; the paper's policy unless a method changes it."""
@@ -70,9 +75,21 @@ class Method(ABC):
         for m in self.modules().values():
             m.eval()
 
+    def use_numerics(self, choice: NumericChoice) -> "Method":
+        """Compute in `choice.precision` and keep the networks in `choice.memory_format` from now on."""
+        self.numerics = choice
+        if choice.channels_last:
+            for module in self.modules().values():
+                module.to(memory_format=torch.channels_last)  # in place: the optimisers keep their parameters
+        return self
+
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        """bf16 autocast when the run's precision is bf16 (no loss scaling needed); nothing otherwise."""
+        return autocast(self.device, self.numerics.precision)
+
+    def predict_modes(self, images: Tensor, modes: Iterable[str]) -> dict[str, Tensor]:
+        """Logits of several prediction modes of the same images; methods share the passes they have in common."""
+        return {mode: self.predict(images, mode) for mode in modes}
 
     def state_dict(self) -> dict[str, Any]:
         return {

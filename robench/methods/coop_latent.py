@@ -147,7 +147,7 @@ class CoopLatentBase(DualNetMethod):
         return losses
 
     # training step (steps 1–6) ------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():

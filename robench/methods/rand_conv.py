@@ -75,7 +75,7 @@ class RandConv(DualNetMethod):
         if self.hp["views"] < 1:
             raise ConfigError(f"method {self.name!r}: views={self.hp['views']}; expected at least 1")
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():

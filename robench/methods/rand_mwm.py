@@ -117,7 +117,7 @@ class RandMWM(HardExampleMethod):
         masked = torch.where((u[:, 1] < self.hp["apply_prob"]).view(-1, 1, 1, 1), masked, images)
         return masked, labels, windows
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         x, y = batch.images, batch.labels
         with self.autocast():

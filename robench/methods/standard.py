@@ -75,26 +75,30 @@ class DualNetMethod(Method):
         }
         return StandardPass(losses, logits, noisy, z_i, z_s)
 
-    def step(self, losses: Mapping[str, Tensor]) -> dict[str, float]:
+    def step(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Backward and step on the sum; the losses come back detached (the trainer checks them for NaN)."""
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite training loss: { {k: float(v) for k, v in losses.items()} }")
         for opt in self._optimisers.values():
             opt.zero_grad(set_to_none=True)
         total.backward()
         for opt in self._optimisers.values():
             opt.step()
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["total"] = float(total.detach())
+        out = {k: v.detach().float() for k, v in losses.items()}
+        out["total"] = total.detach().float()
         return out
 
     def predict(self, images: Tensor, mode: str | None = None) -> Tensor:
-        mode = self.check_mode(mode)
+        return self.predict_modes(images, (self.check_mode(mode),))[self.check_mode(mode)]
+
+    def predict_modes(self, images: Tensor, modes) -> dict[str, Tensor]:
+        """The FTN runs once; `ftn+stn` refines its logits (evaluating both modes costs one FTN pass)."""
+        modes = [self.check_mode(m) for m in modes]
+        out = {}
         with self.autocast():
             logits = self.net.segment(images)
-            if mode == "ftn+stn":
-                logits = self.net.refine(logits, self.hp["stn_temperature"])
-        return logits.float()
+            for mode in modes:
+                out[mode] = (self.net.refine(logits, self.hp["stn_temperature"]) if mode == "ftn+stn" else logits).float()
+        return out
 
 
 @register_method
@@ -103,7 +107,7 @@ class StandardTraining(DualNetMethod):
     description = "Standard training of the FTN+STN dual network with the paper's augmentation"
     reference = "Chen et al., Cooperative Training and Latent Space Data Augmentation, MICCAI 2021 (baseline)"
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, Tensor]:
         self.train()
         with self.autocast():
             losses = self.standard_losses(batch.images, batch.labels).losses
