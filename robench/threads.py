@@ -6,7 +6,8 @@ Why: on a shared machine torch's default (one thread per visible core) oversubsc
 cgroup's CPU quota; of those, the ones other processes keep busy are measured from the
 kernel's counters (/proc/stat for the allowed CPUs minus this process's own time).
 
-`--threads N` fixes the count. Without it the governor starts with the free cores and
+`--threads N` fixes the count, and so does `OMP_NUM_THREADS` (the usual way to give each of
+several parallel jobs its share). Without either the governor starts with the free cores and
 re-checks every few seconds of training: when another process takes cores it steps down,
 when they free up it steps back up. Thread count changes the order of reductions and so
 the last bits of the floats: a run's thread history is logged, and `--threads N` (or the
@@ -105,6 +106,10 @@ class ThreadGovernor:
     def __post_init__(self) -> None:
         if self.requested is not None and self.requested < 1:
             raise ConfigError(f"--threads {self.requested}: use 1 or more (or leave it out to follow the free cores)")
+        self._source = "--threads"
+        if self.requested is None and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+            self.requested = max(1, int(os.environ["OMP_NUM_THREADS"]))
+            self._source = "OMP_NUM_THREADS"
         self._load = CpuLoad() if self.requested is None else None
         self._next_check = 0.0
         self._pending: int | None = None
@@ -116,7 +121,7 @@ class ThreadGovernor:
     def start(self, probe_s: float = 0.3) -> int:
         """Set the initial count; the adaptive choice first watches the machine for `probe_s`."""
         if self.requested is not None:
-            return self._set(self.requested, "fixed by --threads")
+            return self._set(self.requested, f"fixed by {self._source}")
         time.sleep(probe_s)
         other = self._load.other_cores()
         target = self._target(other)

@@ -39,7 +39,7 @@ def batch_for(method, seed=0, n=2) -> Batch:
 def test_update_returns_finite_losses_and_changes_every_subnetwork(name):
     method = make(name)
     before = {k: v.clone() for k, v in method.net.named_parameters()}
-    out = method.update(batch_for(method))
+    out = {k: float(v) for k, v in method.update(batch_for(method)).items()}  # detached 0-d tensors
     assert "total" in out and all(math.isfinite(v) for v in out.values()), out
     assert out["total"] == pytest.approx(sum(v for k, v in out.items() if k != "total"), rel=1e-5)
     for sub in ("encoder", "decoupler", "image_decoder", "seg_decoder", "stn"):

@@ -40,6 +40,9 @@ class Budget:
     lr_multiplier: float  # applied to a method's `lr` hyperparameter (short budgets need larger steps)
     description: str
     lr_schedule: str = "constant"  # "constant" | "cosine" (from ×lr_multiplier down to ×1 at the last update)
+    # artefact sets evaluated on the copies of the first N source volumes only (None: all); smoke's
+    # 12 updates would otherwise spend minutes corrupting 480 ACDC-C copies
+    artefact_sources: int | None = None
 
     def lr_factor(self, iteration: int, total: int) -> float:
         """Multiplier on the (already ×lr_multiplier) learning rate for update number `iteration` (0-based)."""
@@ -82,7 +85,8 @@ BUDGETS: dict[str, Budget] = {
     for b in (
         Budget(
             "smoke", PAPER_SPACING_MM * 4, 56, 48, 4, None, 12, 6, 6, 10.0,
-            "seconds: 12 updates at 5.47 mm / 48², for tests only",
+            "seconds: 12 updates at 5.47 mm / 48², artefact sets on 2 source volumes, for tests only",
+            artefact_sources=2,
         ),
         Budget(
             "quick", PAPER_SPACING_MM * 2, 112, 96, 10, None, 1000, 100, 50, 10.0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,27 +17,72 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from robench.benchmark.config import Budget
-from robench.benchmark.metrics import case_metrics
-from robench.benchmark.preprocess import prepare, test_slices, to_original_grid
+from robench.benchmark.metrics import case_metrics_modes
+from robench.benchmark.preprocess import PreparedVolume, labels_on_original_grid, prepare, test_slices
 from robench.benchmark.records import RECORD_COLUMNS
 from robench.benchmark.suites.base import Case, TestSet
+from robench.corruptions.testsets import by_source
 from robench.errors import DataError
 from robench.methods.base import Method
 
 
-def predict_volume(method: Method, case: Case, budget: Budget, modes: Iterable[str], chunk: int = 16) -> dict[str, np.ndarray]:
-    """Label maps on the case's original grid, one per prediction mode."""
-    vol = prepare(case, budget.spacing_mm)
-    inputs = test_slices(vol, budget.crop).to(method.device)
+INFERENCE_BATCH = 64  # slices per forward pass, gathered across volumes (and test sets)
+
+
+@dataclass
+class _Pending:
+    """A volume waiting for its slices' turn in a batch."""
+
+    key: object
+    vol: PreparedVolume
+    inputs: torch.Tensor
+
+
+def predict_volumes(
+    method: Method, items: Iterable[tuple[object, Case]], budget: Budget, modes: Iterable[str],
+    batch_slices: int = INFERENCE_BATCH,
+) -> Iterator[tuple[object, dict[str, torch.Tensor]]]:
+    """(key, case) pairs → (key, label map per mode on the original grid, on the method's device).
+
+    Slices of consecutive volumes share forward passes of `batch_slices`, under the run's
+    precision; every mode comes from one pass of the shared networks (`Method.predict_modes`),
+    and probabilities are mapped back to each grid on the device.
+    """
+    modes = tuple(modes)
     method.eval()
-    out = {}
+    queue: list[_Pending] = []
+    queued = 0
+    for key, case in items:
+        vol = prepare(case, budget.spacing_mm)
+        queue.append(_Pending(key, vol, test_slices(vol, budget.crop).to(method.device)))
+        queued += len(queue[-1].inputs)
+        if queued >= batch_slices:
+            yield from _predict_queue(method, queue, modes, batch_slices)
+            queue, queued = [], 0
+    yield from _predict_queue(method, queue, modes, batch_slices)
+
+
+def _predict_queue(method: Method, queue: list[_Pending], modes: tuple[str, ...], batch_slices: int):
+    if not queue:
+        return
+    inputs = torch.cat([item.inputs for item in queue])
+    probs: dict[str, list[torch.Tensor]] = {mode: [] for mode in modes}
     with torch.no_grad():
-        for mode in modes:
-            probs = torch.cat(
-                [torch.softmax(method.predict(inputs[s : s + chunk], mode), 1) for s in range(0, len(inputs), chunk)]
-            )
-            out[mode] = to_original_grid(probs.cpu(), vol)
-    return out
+        for start in range(0, len(inputs), batch_slices):
+            for mode, logits in method.predict_modes(inputs[start : start + batch_slices], modes).items():
+                probs[mode].append(torch.softmax(logits, 1))
+        joined = {mode: torch.cat(parts) for mode, parts in probs.items()}
+        start = 0
+        for item in queue:
+            stop = start + len(item.inputs)
+            yield item.key, {mode: labels_on_original_grid(p[start:stop], item.vol) for mode, p in joined.items()}
+            start = stop
+
+
+def predict_volume(method: Method, case: Case, budget: Budget, modes: Iterable[str]) -> dict[str, np.ndarray]:
+    """Label maps of one case on its original grid, one per prediction mode, as NumPy arrays."""
+    (_, maps), = predict_volumes(method, [(None, case)], budget, modes)
+    return {mode: m.cpu().numpy() for mode, m in maps.items()}
 
 
 @dataclass(frozen=True)
@@ -85,30 +130,43 @@ def evaluate(
     test_sets = list(test_sets)
     rows: list[dict] = []
     unlabelled: list[str] = []
-    inference_seconds, volumes = 0.0, 0
     total = sum(len(t.cases) for t in test_sets)
     with Progress(
         TextColumn("[bold]evaluate {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         disable=not progress,
     ) as bar:
         task = bar.add_task("evaluate", total=total, name="")
-        for test_set in test_sets:
-            bar.update(task, name=test_set.name)
-            for ref in test_set.cases:
+
+        def labelled_cases():
+            for test_set, ref in by_source([(t, r) for t in test_sets for r in t.cases]):
+                bar.update(task, name=test_set.name)
                 case = ref.load()
                 if case.label is None:
                     unlabelled.append(f"{test_set.name}/{case.case_id}")
                     bar.advance(task)
                     continue
-                started = time.perf_counter()
-                predictions = predict_volume(method, case, budget, method.prediction_modes)
-                inference_seconds += (time.perf_counter() - started) / len(method.prediction_modes)
-                volumes += 1
-                scored = scored_classes(classes, {**test_set.meta, **case.meta}, case.case_id)
-                for mode, pred in predictions.items():
-                    for m in case_metrics(pred, case.label, case.spacing, scored, hd95_variant=hd95_variant):
-                        rows.append(_record(run_info, test_set, case, mode, mode == method.primary_mode, m))
-                bar.advance(task)
+                yield (test_set, case), case
+
+        started = time.perf_counter()
+        metric_seconds, volumes = 0.0, 0
+        for (test_set, case), predictions in predict_volumes(method, labelled_cases(), budget, method.prediction_modes):
+            scoring = time.perf_counter()
+            volumes += 1
+            scored = scored_classes(classes, {**test_set.meta, **case.meta}, case.case_id)
+            reference = case.label
+            on_device = next(iter(predictions.values())).is_cuda
+            if on_device:  # score where the maps are (robench.benchmark.metrics_torch)
+                reference = torch.as_tensor(case.label).to(next(iter(predictions.values())).device)
+            else:
+                predictions = {mode: p.numpy() for mode, p in predictions.items()}
+            by_mode = case_metrics_modes(predictions, reference, case.spacing, scored, hd95_variant=hd95_variant)
+            for mode, values in by_mode.items():
+                for m in values:
+                    rows.append(_record(run_info, test_set, case, mode, mode == method.primary_mode, m))
+            metric_seconds += time.perf_counter() - scoring
+            bar.advance(task)
+        # reading, corrupting and predicting a volume in every mode (one shared pass), metrics excluded
+        inference_seconds = time.perf_counter() - started - metric_seconds
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     return EvaluationResult(frame, inference_seconds / max(volumes, 1), tuple(unlabelled))
 

@@ -36,9 +36,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
-__all__ = ["METRICS_VERSION", "HD95_VARIANTS", "METRIC_KEYS", "class_metrics", "case_metrics"]
+__all__ = ["METRICS_VERSION", "HD95_VARIANTS", "METRIC_KEYS", "class_metrics", "case_metrics", "case_metrics_modes"]
 
 # Stored in every record so that numbers computed by different code are never mixed
 # silently: bump it whenever any value for the same inputs could change.
@@ -130,43 +130,90 @@ def _empty_policy(n_pred: int, n_ref: int, diagonal: float) -> dict:
                 missed=False, false_positive=True, both_empty=False)
 
 
-def _binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...],
-                    full_shape: tuple[int, ...], hd95_variant: str) -> dict:
-    """Core on validated boolean masks; ``full_shape`` is the uncropped image shape.
+def _boundary(labels: np.ndarray) -> np.ndarray:
+    """Voxels whose label differs from a face neighbour's or that lie on the array edge.
 
-    ``full_shape`` is separate from ``pred.shape`` so that callers may pass masks that
-    were already cropped (``case_metrics`` crops once for all classes) while the
-    empty-mask penalty still uses the diagonal of the real image.
+    The border of structure c (mask XOR its connectivity-1 erosion, outside the array counting
+    as background) is exactly `boundary & (labels == c)`, so one pass serves every class and
+    both prediction modes' comparisons with the same reference.
     """
-    union_box = _bbox(pred | ref)
-    if union_box is None:
-        return _empty_policy(0, 0, _diagonal_mm(full_shape, spacing))
-    p = pred[union_box]
-    r = ref[union_box]
+    out = np.zeros(labels.shape, dtype=bool)
+    if labels.size == 0:
+        return out
+    for axis in range(labels.ndim):
+        lo = [slice(None)] * labels.ndim
+        hi = [slice(None)] * labels.ndim
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        differs = labels[tuple(lo)] != labels[tuple(hi)]
+        out[tuple(lo)] |= differs
+        out[tuple(hi)] |= differs
+        edge = [slice(None)] * labels.ndim
+        for index in (0, -1):
+            edge[axis] = index
+            out[tuple(edge)] = True
+    return out
 
-    # Overlap counts come from the crop: everything outside it is background in both.
-    n_pred = int(np.count_nonzero(p))
-    n_ref = int(np.count_nonzero(r))
+
+class _LabelMap:
+    """A (cropped) label map with its boundary computed once and each class's borders on demand."""
+
+    def __init__(self, labels: np.ndarray, spacing: tuple[float, ...]):
+        self.labels = labels
+        self.spacing = np.asarray(spacing, dtype=np.float64)
+        self.boundary = _boundary(labels)
+        self._masks: dict[int, np.ndarray] = {}
+        self._borders: dict[int, np.ndarray] = {}
+        self._trees: dict[int, cKDTree] = {}
+
+    def mask(self, label: int) -> np.ndarray:
+        if label not in self._masks:
+            self._masks[label] = self.labels == label
+        return self._masks[label]
+
+    def border(self, label: int) -> np.ndarray:
+        if label not in self._borders:
+            self._borders[label] = self.boundary & self.mask(label)
+        return self._borders[label]
+
+    def tree(self, label: int) -> cKDTree:
+        """k-d tree of the structure's border voxel centres in mm."""
+        if label not in self._trees:
+            points = np.argwhere(self.border(label)) * self.spacing
+            self._trees[label] = cKDTree(points, balanced_tree=False, compact_nodes=False)
+        return self._trees[label]
+
+
+def _directed_distances(source_border: np.ndarray, shared: np.ndarray, target: cKDTree, spacing: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distance (mm) from each source border voxel to the nearest target border voxel.
+
+    Why a k-d tree and not the EDT: the EDT visits every voxel of the box, the tree only the
+    border voxels, and both give exact float64 distances. Border voxels the two structures
+    share are at distance 0 without a query (most of them, for a good segmentation).
+    """
+    others = np.argwhere(source_border & ~shared) * spacing
+    distances, _ = target.query(others, k=1) if len(others) else (np.empty(0), None)
+    return np.concatenate((np.zeros(int(np.count_nonzero(shared))), distances))
+
+
+def _pair_metrics(pred: _LabelMap, ref: _LabelMap, label: int, full_shape: tuple[int, ...], hd95_variant: str) -> dict:
+    """Metrics of one structure from two label maps cropped to the same box."""
+    p, r = pred.mask(label), ref.mask(label)
+    n_pred, n_ref = int(np.count_nonzero(p)), int(np.count_nonzero(r))
     if n_pred == 0 or n_ref == 0:
-        return _empty_policy(n_pred, n_ref, _diagonal_mm(full_shape, spacing))
+        return _empty_policy(n_pred, n_ref, _diagonal_mm(full_shape, tuple(ref.spacing)))
     n_inter = int(np.count_nonzero(p & r))
+    shared = pred.border(label) & ref.border(label)
+    d_pr = _directed_distances(pred.border(label), shared, ref.tree(label), ref.spacing)
+    d_rp = _directed_distances(ref.border(label), shared, pred.tree(label), ref.spacing)
+    return _distance_summary(d_pr, d_rp, n_pred, n_ref, n_inter, hd95_variant)
 
-    # One erosion per mask; both directions and all distance metrics share the borders.
-    footprint = ndimage.generate_binary_structure(p.ndim, 1)
-    p_border = p ^ ndimage.binary_erosion(p, structure=footprint)
-    r_border = r ^ ndimage.binary_erosion(r, structure=footprint)
 
-    # One EDT per direction, evaluated only at the other mask's border voxels.  The EDT
-    # of ~border gives, at every voxel, the distance to the nearest border voxel.
-    d_pr = ndimage.distance_transform_edt(~r_border, sampling=spacing)[p_border]
-    d_rp = ndimage.distance_transform_edt(~p_border, sampling=spacing)[r_border]
+def _distance_summary(d_pr, d_rp, n_pred: int, n_ref: int, n_inter: int, hd95_variant: str) -> dict:
     pooled = np.concatenate((d_pr, d_rp))
-
     if hd95_variant == "max_directed":
         hd95 = max(float(np.percentile(d_pr, 95)), float(np.percentile(d_rp, 95)))
     else:
         hd95 = float(np.percentile(pooled, 95))
-
     return dict(
         dice=2.0 * n_inter / (n_pred + n_ref),
         hd95=hd95,
@@ -203,7 +250,11 @@ def class_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], *
     sp = _check_shapes_and_spacing(pred, ref, spacing)
     pred = pred.astype(bool, copy=False)
     ref = ref.astype(bool, copy=False)
-    return _finish(_binary_metrics(pred, ref, sp, pred.shape, hd95_variant), hd95_variant)
+    box = _bbox(pred | ref)
+    if box is None:
+        return _finish(_empty_policy(0, 0, _diagonal_mm(pred.shape, sp)), hd95_variant)
+    maps = _LabelMap(pred[box].view(np.uint8), sp), _LabelMap(ref[box].view(np.uint8), sp)
+    return _finish(_pair_metrics(*maps, 1, pred.shape, hd95_variant), hd95_variant)
 
 
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], classes: Mapping[str, int], *,
@@ -213,20 +264,59 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], cl
     ``pred`` and ``ref`` are integer label maps; ``classes`` maps structure names to
     label values (e.g. ``robench.labels.CARDIAC_CLASSES``).  Results carry names, not
     label values, because label conventions differ between data sets.
+    """
+    return case_metrics_modes({"": pred}, ref, spacing, classes, hd95_variant=hd95_variant)[""]
 
-    Both maps are cropped once to the box of all requested labels, so each class only
-    pays for its comparisons on that box rather than on the full image.
+
+def case_metrics_modes(preds: Mapping[str, np.ndarray], ref: np.ndarray, spacing: Sequence[float],
+                       classes: Mapping[str, int], *, hd95_variant: str = "max_directed") -> dict[str, list[dict]]:
+    """`case_metrics` of several predictions (a method's prediction modes) of the same reference.
+
+    The maps are cropped once to the box of every requested label in any of them, and the
+    reference's boundary, borders and k-d trees are computed once for all predictions.
+    Torch tensors on a CUDA device are scored there (`robench.benchmark.metrics_torch`).
     """
     _check_variant(hd95_variant)
-    pred = np.asarray(pred)
+    if _on_cuda(ref, *preds.values()):
+        from robench.benchmark.metrics_torch import case_metrics_modes_torch
+
+        return case_metrics_modes_torch(preds, ref, spacing, _check_classes(classes), hd95_variant=hd95_variant)
     ref = np.asarray(ref)
-    sp = _check_shapes_and_spacing(pred, ref, spacing)
-    for name, arr in (("pred", pred), ("ref", ref)):
+    preds = {mode: np.asarray(p) for mode, p in preds.items()}
+    if not preds:
+        raise ValueError("preds is empty; pass at least one prediction")
+    sp = ()
+    for pred in preds.values():
+        sp = _check_shapes_and_spacing(pred, ref, spacing)
+    for name, arr in [("ref", ref), *(("pred", a) for a in preds.values())]:
         if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
             raise ValueError(
                 f"{name} must be an integer label map, got dtype {arr.dtype}; "
                 "cast it (e.g. np.rint(x).astype(np.int16)) before computing metrics"
             )
+    labels = _check_classes(classes)
+    full_shape = ref.shape
+    if any(label == 0 for label in labels.values()):
+        box = tuple(slice(None) for _ in full_shape)  # background requested: nothing to crop
+    else:
+        foreground = ref != 0
+        for pred in preds.values():
+            foreground |= pred != 0
+        box = _bbox(foreground)
+    if box is None:  # every map is all background
+        box = (slice(0, 0),) * ref.ndim
+    ref_map = _LabelMap(ref[box], sp)
+    out = {}
+    for mode, pred in preds.items():
+        pred_map = _LabelMap(pred[box], sp)
+        out[mode] = [
+            {"class": name, **_finish(_pair_metrics(pred_map, ref_map, label, full_shape, hd95_variant), hd95_variant)}
+            for name, label in labels.items()
+        ]
+    return out
+
+
+def _check_classes(classes: Mapping[str, int]) -> dict[str, int]:
     if not classes:
         raise ValueError("classes is empty; pass a mapping of structure name to label value")
     labels = {}
@@ -236,21 +326,8 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], cl
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             raise ValueError(f"label of class {name!r} must be an integer, got {label!r}")
         labels[name] = int(label)
+    return labels
 
-    full_shape = pred.shape
-    label_values = np.fromiter(set(labels.values()), dtype=np.int64)
-    if np.any(label_values == 0):
-        box = tuple(slice(None) for _ in full_shape)  # background requested: nothing to crop
-    else:
-        box = _bbox((pred != 0) | (ref != 0))
-    if box is None:  # both maps are all background
-        pred_c = pred[(slice(0, 0),) * pred.ndim]
-        ref_c = pred_c
-    else:
-        pred_c, ref_c = pred[box], ref[box]
 
-    results = []
-    for name, label in labels.items():
-        values = _binary_metrics(pred_c == label, ref_c == label, sp, full_shape, hd95_variant)
-        results.append({"class": name, **_finish(values, hd95_variant)})
-    return results
+def _on_cuda(*arrays) -> bool:
+    return any(getattr(a, "is_cuda", False) for a in arrays)

@@ -77,10 +77,17 @@ def test_slices(vol: PreparedVolume, crop: int) -> torch.Tensor:
     return minmax_per_slice(centre_crop(vol.image, crop))[:, None]
 
 
-def to_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> np.ndarray:
-    """(Z, C, crop, crop) probabilities → (Z, Y, X) label map on the case's original grid."""
+def labels_on_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> torch.Tensor:
+    """(Z, C, crop, crop) probabilities → (Z, Y, X) int16 label map on the case's original grid, on probs' device."""
     background = torch.zeros(probs.shape[1], dtype=probs.dtype, device=probs.device)
     background[0] = 1.0
     canvas = uncrop(probs, tuple(vol.image.shape[-2:]), background)
     original = resample_slices(canvas, vol.original_shape[1:])
-    return original.argmax(1).to(torch.int16).cpu().numpy()
+    # argmax over a contiguous last axis: the same labels (first maximum wins either way), ~10× faster
+    # than over the strided class axis of (Z, C, Y, X)
+    return original.permute(0, 2, 3, 1).contiguous().argmax(-1).to(torch.int16)
+
+
+def to_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> np.ndarray:
+    """(Z, C, crop, crop) probabilities → (Z, Y, X) label map on the case's original grid, as a NumPy array."""
+    return labels_on_original_grid(probs, vol).cpu().numpy()

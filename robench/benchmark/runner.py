@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import resource
 import sys
@@ -18,6 +19,7 @@ from robench.benchmark.evaluate import check_test_sets, evaluate
 from robench.benchmark.metrics import HD95_VARIANTS
 from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
+from robench.corruptions.testsets import first_sources
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
 from robench.errors import ConfigError, RunStateError, describe_os_error
 from robench import precision
@@ -107,6 +109,7 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
     suite_data: SuiteData = get_suite(request.suite).build(request.options)
+    suite_data = dataclasses.replace(suite_data, test_sets=first_sources(suite_data.test_sets, budget.artefact_sources))
     numerics = precision.resolve(request.precision, pick_device(request.device))
     config = RunConfig(
         suite=request.suite, method=request.method, seed=request.seed, cval=request.cval, budget=request.budget,

@@ -60,9 +60,14 @@ def run_transform(recipe: Recipe, parameters: Mapping[str, Any], stack: torch.Te
     return out.data[0].float()
 
 
-def corrupt_case(source: Case, recipe: Recipe, record: Mapping[str, Any], *, case_id: str, copy: int) -> Case:
-    """One artefact case on the paper grid from its source and its (frozen) parameter record."""
-    volume, stack = paper_grid(source)
+def corrupt_case(
+    source: Case, recipe: Recipe, record: Mapping[str, Any], *, case_id: str, copy: int,
+    grid: tuple[PreparedVolume, torch.Tensor] | None = None,
+) -> Case:
+    """One artefact case on the paper grid from its source and its (frozen) parameter record.
+
+    `grid` is `paper_grid(source)` when the caller already made it (every copy of a volume shares it)."""
+    volume, stack = grid if grid is not None else paper_grid(source)
     spacing = (float(source.spacing[0]), PAPER_SPACING_MM, PAPER_SPACING_MM)
     corrupted = minmax_per_slice(run_transform(recipe, record["parameters"], stack, spacing))
     image = uncrop(corrupted, tuple(volume.image.shape[-2:]), 0.0).numpy().astype(np.float32)

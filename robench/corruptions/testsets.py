@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +12,7 @@ from robench.benchmark.suites.base import Case, CaseRef, TestSet
 from robench.corruptions.acdc_c import acdc_c_recipes
 from robench.corruptions.frozen import Header, derive_seed, frozen_parameters, source_sha256
 from robench.corruptions.graded import graded_recipes
-from robench.corruptions.pipeline import corrupt_case
+from robench.corruptions.pipeline import corrupt_case, paper_grid
 from robench.corruptions.recipe import FAMILIES, Recipe
 from robench.errors import ConfigError
 from robench.home import robench_home
@@ -77,6 +78,66 @@ def artefact_test_sets(
 
 def load_artefact(source: CaseRef, recipe: Recipe, header: Header, path: Path | None, case_id: str) -> Case:
     """Read the source, replay (or draw and freeze) its parameters, corrupt it on the paper grid."""
-    case = source.load()
-    record = frozen_parameters(path, header, source_sha256(case), recipe.draw)
-    return corrupt_case(case, recipe, record, case_id=case_id, copy=header.copy)
+    case, digest, grid = _SOURCES.get(source)
+    record = frozen_parameters(path, header, digest, recipe.draw)
+    return corrupt_case(case, recipe, record, case_id=case_id, copy=header.copy, grid=grid)
+
+
+class _SourceCache:
+    """The last few source volumes with their hash and paper grid, shared by all their artefact copies.
+
+    Why: ACDC-C makes 12 copies of each volume and the graded sets 45; reading, hashing and
+    resampling the source once instead of per copy saves most of the non-TorchIO work.
+    Evaluation visits the copies of one source one after another, so a few entries suffice.
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: OrderedDict[int, tuple[CaseRef, tuple]] = OrderedDict()
+
+    def get(self, source: CaseRef) -> tuple[Case, str, tuple]:
+        key = id(source)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is source:
+            self._entries.move_to_end(key)
+            return hit[1]
+        case = source.load()
+        value = (case, source_sha256(case), paper_grid(case))
+        self._entries[key] = (source, value)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return value
+
+
+_SOURCES = _SourceCache()
+
+
+def by_source(cases: Sequence[tuple[TestSet, CaseRef]]) -> list[tuple[TestSet, CaseRef]]:
+    """(test set, case) pairs reordered so that the artefact copies of one source volume are adjacent
+    (and so share its cached paper grid); clean cases keep their place before them."""
+    clean = [(t, c) for t, c in cases if t.kind != "artefact"]
+    artefacts = [(t, c) for t, c in cases if t.kind == "artefact"]
+    sources = {}
+    for t, c in artefacts:
+        sources.setdefault((str(t.meta.get("source", "")), str(c.meta.get("source_case", c.case_id))), len(sources))
+    artefacts.sort(key=lambda tc: sources[(str(tc[0].meta.get("source", "")), str(tc[1].meta.get("source_case", tc[1].case_id)))])
+    return clean + artefacts
+
+
+def first_sources(test_sets: Sequence[TestSet], n: int | None) -> tuple[TestSet, ...]:
+    """Artefact sets cut to the copies of their first `n` source volumes (other sets untouched)."""
+    if n is None:
+        return tuple(test_sets)
+    out = []
+    for t in test_sets:
+        if t.kind == "artefact":
+            keep: list[str] = []
+            for c in t.cases:
+                source = str(c.meta.get("source_case", c.case_id))
+                if source not in keep:
+                    keep.append(source)
+            kept = set(keep[:n])
+            t = TestSet(t.name, t.kind, tuple(c for c in t.cases if str(c.meta.get("source_case", c.case_id)) in kept),
+                        {**t.meta, "source_volumes": len(kept)})
+        out.append(t)
+    return tuple(out)
