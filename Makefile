@@ -28,11 +28,13 @@ test: $(STAMP)
 # Dice regression far from chance: the `ci` budget on cardiac-synth against the committed baseline
 # (tolerance derived from the spread over seeds; docs/numerics.md). Resumable; a finished run is reused.
 regress: $(STAMP)
-	ROBENCH_HOME=$${ROBENCH_HOME:-$(CURDIR)/.robench-cache} $(BIN)/robench run --suite cardiac-synth --method standard --seed 0 --budget ci --corruptions none --out $(REGRESS_OUT) --resume
+	ROBENCH_HOME=$${ROBENCH_HOME:-$(CURDIR)/.robench-cache} $(BIN)/robench run --suite cardiac-synth --method standard --seed 0 --budget ci --corruptions none --precision fp32 --out $(REGRESS_OUT) --resume
 	$(BIN)/robench regress $(REGRESS_OUT) --baseline $(REGRESS_BASELINE)
 
+# pytest-benchmark suite, then the numbers of docs/performance.md re-measured into docs/performance-measured.md
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	$(BIN)/python benchmarks/performance_report.py --out docs/performance-measured.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(REGRESS_OUT)

@@ -1,10 +1,12 @@
-"""Time per 3-D cardiac volume: robench ``case_metrics`` vs medpy (dc + hd95 + assd per class).
+"""Time per volume: robench ``case_metrics`` vs medpy (dc + hd95 + assd per class).
 
 Run: ``python -m pytest benchmarks/bench_metrics.py --benchmark-only``.  The volume is an
 ACDC-like short-axis stack (10 x 256 x 216, spacing 10 x 1.37 x 1.37 mm) with RV, MYO and
 LV of realistic size; the prediction has a shifted, noisy boundary and one spurious RV blob
 so that all distances are non-trivial.  Both sides compute the same three numbers per class
 (checked before timing), so the group "metrics-per-volume" compares like with like.
+The group "metrics-large-volume" does the same on a 128 x 256 x 256 brain-tumour-like volume
+(three nested structures with noisy, shifted boundaries, 1 x 0.94 x 0.94 mm).
 """
 
 from __future__ import annotations
@@ -50,7 +52,30 @@ def volume_pair():
     return pred, ref
 
 
-def _medpy_case(pred, ref):
+LARGE_SHAPE = (128, 256, 256)
+LARGE_SPACING = (1.0, 0.9375, 0.9375)
+
+
+def _tumour_volume(rng: np.random.Generator, shift: float, noise_scale: float) -> np.ndarray:
+    """Edema (1) around enhancing tumour (2) around necrosis (3), ~110 mm across, boundaries noisy."""
+    z, y, x = np.ogrid[: LARGE_SHAPE[0], : LARGE_SHAPE[1], : LARGE_SHAPE[2]]
+    r = np.sqrt(((z - 64.0 - shift) / 40.0) ** 2 + ((y - 128.0) / 60.0) ** 2 + ((x - 120.0 - shift) / 55.0) ** 2)
+    noise = ndimage.zoom(rng.normal(size=(16, 32, 32)), 8, order=1) * noise_scale
+    r = r + noise
+    out = np.zeros(LARGE_SHAPE, np.uint8)
+    out[r < 1.0] = 1
+    out[r < 0.6] = 2
+    out[r < 0.35] = 3
+    return out
+
+
+@pytest.fixture(scope="module")
+def large_pair():
+    rng = np.random.default_rng(1)
+    return _tumour_volume(rng, 3.0, 0.08), _tumour_volume(rng, 0.0, 0.04)
+
+
+def _medpy_case(pred, ref, spacing=SPACING):
     rows = []
     for name, label in CARDIAC_CLASSES.items():
         p, r = pred == label, ref == label
@@ -58,8 +83,8 @@ def _medpy_case(pred, ref):
             {
                 "class": name,
                 "dice": medpy_binary.dc(p, r),
-                "hd95": medpy_binary.hd95(p, r, voxelspacing=SPACING),
-                "assd": medpy_binary.assd(p, r, voxelspacing=SPACING),
+                "hd95": medpy_binary.hd95(p, r, voxelspacing=spacing),
+                "assd": medpy_binary.assd(p, r, voxelspacing=spacing),
             }
         )
     return rows
@@ -92,4 +117,26 @@ def test_robench_case_metrics_pooled(benchmark, volume_pair):
 def test_medpy_dc_hd95_assd(benchmark, volume_pair):
     pred, ref = volume_pair
     rows = benchmark(_medpy_case, pred, ref)
+    assert len(rows) == 3
+
+
+def test_same_numbers_large(large_pair):
+    pred, ref = large_pair
+    ours = case_metrics(pred, ref, LARGE_SPACING, CARDIAC_CLASSES, hd95_variant="pooled")
+    for a, b in zip(ours, _medpy_case(pred, ref, LARGE_SPACING)):
+        for key in ("dice", "hd95", "assd"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["class"], key)
+
+
+@pytest.mark.benchmark(group="metrics-large-volume")
+def test_robench_case_metrics_large(benchmark, large_pair):
+    pred, ref = large_pair
+    rows = benchmark.pedantic(case_metrics, (pred, ref, LARGE_SPACING, CARDIAC_CLASSES), rounds=5, warmup_rounds=1)
+    assert len(rows) == 3
+
+
+@pytest.mark.benchmark(group="metrics-large-volume")
+def test_medpy_dc_hd95_assd_large(benchmark, large_pair):
+    pred, ref = large_pair
+    rows = benchmark.pedantic(_medpy_case, (pred, ref, LARGE_SPACING), rounds=2, warmup_rounds=0)
     assert len(rows) == 3

@@ -182,7 +182,8 @@ def test_artefact_sets_are_evaluated_per_copy_and_summarised_by_corruption(tiny_
                                 options=options, progress=False), log=lambda m: None)
     records = result.records[result.records["primary"]]
     bias = records[records["test_set"] == "RandBias"]
-    assert bias["case_id"].nunique() == 2 * 2 * 3 and bias["unit"].nunique() == 2 * 2  # 3 copies of 4 volumes
+    # 3 copies of each volume; smoke evaluates artefact sets on the first 2 of the 4 source volumes
+    assert bias["case_id"].nunique() == 2 * 3 and bias["unit"].nunique() == 2
     assert set(bias["kind"]) == {"artefact"} and set(bias["severity"]) == {0}
     graded = records[records["severity"] > 0]
     assert graded.groupby("corruption")["severity"].nunique().eq(5).all() and graded["corruption"].nunique() >= 9

@@ -165,7 +165,9 @@ class Trainer:
     # the loop --------------------------------------------------------------------------------
     def next_batch(self, data: TrainingSlices) -> Batch:
         half = self.budget.batch_size // 2
-        idx = torch.as_tensor(self.sampler.choice(len(data), size=half, replace=len(data) < half), device=data.images.device)
+        idx = torch.as_tensor(self.sampler.choice(len(data), size=half, replace=len(data) < half))
+        if data.images.is_cuda:  # pinned + non-blocking: the copy does not wait for the device to drain
+            idx = idx.pin_memory().to(data.images.device, non_blocking=True)
         images, labels = data.images[idx][:, None], data.labels[idx]
         with torch.no_grad():
             aug_images, aug_labels = self.method.augment(images, labels, crop=self.budget.crop, generator=self.aug_generator)

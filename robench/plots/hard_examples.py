@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from robench.benchmark.config import get_budget
-from robench.benchmark.runner import build_method
+from robench.benchmark.runner import build_method, config_numerics
 from robench.benchmark.store import CONFIG, RunFolder
 from robench.benchmark.suites import SuiteOptions, get_suite
 from robench.benchmark.train import TrainingSlices, load_best, pick_device
@@ -76,7 +76,7 @@ def hard_examples(run_dir: Path, *, n: int = 4, seed: int = 0, device: str = "cp
     suite = get_suite(config["suite"]).build(options)
     torch_device = pick_device(device)
     method = build_method(config["method"], budget.effective_hparams(config["hparams"]), config["seed"],
-                          len(suite.classes) + 1, torch_device)
+                          len(suite.classes) + 1, torch_device, config_numerics(config))
     checkpoint = load_best(method, folder)
     batch = example_batch(TrainingSlices.from_cases(suite.train, budget, torch_device), budget.crop, n, seed)
     out = method.hard_examples(batch)
