@@ -200,7 +200,7 @@ class _LabelMap:
 
 # Above this share of border voxels in the box, two distance transforms beat the k-d trees: a
 # speckled prediction (an untrained network) has nearly every voxel on a border.
-TREE_MAX_BORDER_FRACTION = 1 / 16
+TREE_MAX_BORDER_FRACTION = 1 / 4
 
 
 def _directed_distances(source_border: np.ndarray, shared: np.ndarray, target: cKDTree, spacing: np.ndarray) -> np.ndarray:
