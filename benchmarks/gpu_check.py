@@ -187,7 +187,10 @@ def _kernel_fraction(method, trainer, data, device, steps: int = 5) -> float:
             method.update(trainer.next_batch(data))
         synchronise(device)
         wall = time.perf_counter() - started
-    kernel_us = sum(e.self_device_time_total for e in prof.key_averages())
+    from torch.autograd import DeviceType
+
+    # the kernels themselves (CUDA events); the CPU ops that launched them carry the same time again
+    kernel_us = sum(e.self_device_time_total for e in prof.key_averages() if e.device_type == DeviceType.CUDA)
     return kernel_us / 1e6 / wall
 
 

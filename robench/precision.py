@@ -39,8 +39,9 @@ class NumericChoice:
 def native_bf16(device: torch.device) -> tuple[bool, str]:
     """Whether `device` computes bf16 in hardware, and the evidence."""
     if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported(including_emulation=False)
-        return ok, f"{torch.cuda.get_device_name(device)}: {'native' if ok else 'no native'} bf16"
+        major, minor = torch.cuda.get_device_capability(device)
+        ok = major >= 8  # bf16 tensor cores since Ampere (compute capability 8.0)
+        return ok, f"{torch.cuda.get_device_name(device)} (sm_{major}{minor}): {'native' if ok else 'no native'} bf16"
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap in _ISA_WITHOUT_BF16:
         return False, f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below its bf16 kernels"

@@ -4,7 +4,8 @@ Why: on a shared machine torch's default (one thread per visible core) oversubsc
 2-thread training processes on 2 cores ran 3–7× slower per update than two 1-thread ones
 (docs/performance.md). The cores a process may use are its CPU affinity capped by the
 cgroup's CPU quota; of those, the ones other processes keep busy are measured from the
-kernel's counters (/proc/stat for the allowed CPUs minus this process's own time).
+kernel's counters (/proc/stat for the allowed CPUs minus this process's own time, scaled to
+the quota's share when a quota is below the allowed CPUs).
 
 `--threads N` fixes the count, and so does `OMP_NUM_THREADS` (the usual way to give each of
 several parallel jobs its share). Without either the governor starts with the free cores and
@@ -85,12 +86,17 @@ class CpuLoad:
             return None
         return time.monotonic(), busy / self.ticks, own / self.ticks
 
-    def other_cores(self) -> float | None:
+    def other_cores(self, usable: int | None = None) -> float | None:
+        """Busy cores of other processes; with a quota below the allowed CPUs (`usable`), their share
+        of it (a container's neighbours on a many-core host use the host, not the quota)."""
         now = self._sample()
         last, self._last = self._last, now
         if now is None or last is None or now[0] - last[0] < 0.05:
             return None
-        return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
+        other = max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
+        if usable is not None and usable < len(self.cpus):
+            other *= usable / len(self.cpus)
+        return other
 
 
 @dataclass
@@ -123,7 +129,7 @@ class ThreadGovernor:
         if self.requested is not None:
             return self._set(self.requested, f"fixed by {self._source}")
         time.sleep(probe_s)
-        other = self._load.other_cores()
+        other = self._load.other_cores(self.usable)
         target = self._target(other)
         self._next_check = time.monotonic() + self.interval_s
         return self._set(target, _why(other, self.usable))
@@ -134,7 +140,7 @@ class ThreadGovernor:
         if not self.adaptive or time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + self.interval_s
-        other = self._load.other_cores()
+        other = self._load.other_cores(self.usable)
         if other is None:
             return
         target = self._target(other)

@@ -124,6 +124,15 @@ def test_governor_maps_other_load_to_the_free_cores(monkeypatch):
     assert [gov._target(x) for x in (None, 0.0, 0.9, 1.6, 3.0, 7.0)] == [4, 4, 3, 2, 1, 1]
 
 
+def test_other_load_on_a_many_core_host_counts_as_its_share_of_a_smaller_quota():
+    load = threads.CpuLoad()
+    load.cpus = list(range(8))
+    samples = iter([(0.0, 0.0, 0.0), (1.0, 5.0, 1.0)])  # 1 s: 5 busy cores on the host, 1 of them ours
+    load._sample = lambda: next(samples)
+    load._last = load._sample()
+    assert load.other_cores(usable=2) == pytest.approx(4.0 * 2 / 8)
+
+
 def test_cpu_load_sees_a_busy_neighbour_and_the_governor_steps_down(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
