@@ -52,20 +52,13 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def _cpu_bf16_flags() -> list[str]:
+    """The bf16 instruction sets torch's CPU probe reports (the kernels' flags, as its dispatcher sees them)."""
     found = []
-    cpu = getattr(torch, "cpu", None)
-    if cpu is not None and getattr(cpu, "_is_avx512_bf16_supported", None) is not None:
-        if cpu._is_avx512_bf16_supported():
-            found.append("avx512_bf16")
-        if cpu._is_amx_tile_supported():
-            found.append("amx_tile")
-        return found
-    try:  # torch without the probe: the kernel's flags
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    if torch.cpu._is_avx512_bf16_supported():
+        found.append("avx512_bf16")
+    if torch.cpu._is_amx_tile_supported():
+        found.append("amx_tile")
+    return found
 
 
 def resolve(requested: str, device: torch.device) -> NumericChoice:

@@ -110,8 +110,7 @@ class ThreadGovernor:
     iterations: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        if self.requested is not None and self.requested < 1:
-            raise ConfigError(f"--threads {self.requested}: use 1 or more (or leave it out to follow the free cores)")
+        check_threads(self.requested)
         self._source = "--threads"
         if self.requested is None and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
             self.requested = max(1, int(os.environ["OMP_NUM_THREADS"]))
@@ -134,23 +133,25 @@ class ThreadGovernor:
         self._next_check = time.monotonic() + self.interval_s
         return self._set(target, _why(other, self.usable))
 
-    def tick(self) -> None:
-        """Call once per update: counts it, and every `interval_s` re-reads the load."""
+    def tick(self) -> str | None:
+        """Call once per update: counts it, and every `interval_s` re-reads the load; returns a change made."""
         self.iterations[torch.get_num_threads()] += 1
         if not self.adaptive or time.monotonic() < self._next_check:
-            return
+            return None
         self._next_check = time.monotonic() + self.interval_s
         other = self._load.other_cores(self.usable)
         if other is None:
-            return
+            return None
         target = self._target(other)
         if target == torch.get_num_threads():
             self._pending = None
         elif self._pending == target:  # two readings in a row: a real change, not a blip
             self._set(target, _why(other, self.usable))
             self._pending = None
+            return self.changes[-1]
         else:
             self._pending = target
+        return None
 
     def _target(self, other: float | None) -> int:
         if other is None:
@@ -169,6 +170,12 @@ class ThreadGovernor:
             "changes": list(self.changes), "iterations_by_threads": {str(k): v for k, v in sorted(self.iterations.items())},
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
         }
+
+
+def check_threads(requested: int | None) -> None:
+    """Refuse a thread count before anything runs."""
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--threads {requested}: use 1 or more (or leave it out to follow the free cores)")
 
 
 def _why(other: float | None, usable: int) -> str:

@@ -20,7 +20,7 @@ needs_acdc = pytest.mark.skipif(
 
 # Runs inside the test process keep one thread count (the adaptive choice would follow the load of
 # whatever else runs, and two runs a test compares would then differ in their last bits).
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() and min(2, len(os.sched_getaffinity(0))) or 1))
+os.environ.setdefault("OMP_NUM_THREADS", str(min(2, len(os.sched_getaffinity(0)))))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,7 +26,7 @@ from robench import precision
 from robench.methods import Method, get_method, resolve_hparams
 from robench.numerics import is_pinned
 from robench.precision import NumericChoice
-from robench.threads import ThreadGovernor
+from robench.threads import ThreadGovernor, check_threads
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def check_request(request: RunRequest) -> None:
     if request.hd95_variant not in HD95_VARIANTS:
         raise ConfigError(f"--hd95 {request.hd95_variant!r} is unknown; use {' or '.join(HD95_VARIANTS)}")
     precision.resolve(request.precision, pick_device(request.device))
-    ThreadGovernor(requested=request.threads)  # refuses --threads 0
+    check_threads(request.threads)
     check_writable(Path(request.out), "--out")
 
 

@@ -183,7 +183,8 @@ class Trainer:
         )
         with Progress(*columns, disable=not self.progress, transient=False) as bar:
             task = bar.add_task("train", total=total, completed=self.state.iteration, loss="-", val=_fmt(self.state.best_score))
-            self._log_threads(self.threads.start())
+            self.threads.start()
+            self.folder.log(f"iteration {self.state.iteration}: {self.threads.changes[-1]}")
             try:
                 while self.state.iteration < total:
                     started = time.perf_counter()
@@ -191,10 +192,9 @@ class Trainer:
                     self._pending.append(self.method.update(self.next_batch(data)))
                     self.state.iteration += 1
                     it = self.state.iteration
-                    changes = len(self.threads.changes)
-                    self.threads.tick()
-                    if len(self.threads.changes) > changes:
-                        self._log_threads(torch.get_num_threads())
+                    change = self.threads.tick()
+                    if change:
+                        self.folder.log(f"iteration {it}: {change}")
                     if it % LOSS_GATHER_EVERY == 0 or it % interval == 0 or it == total:
                         self.gather_losses()
                     if it % interval == 0 or it == total:
@@ -231,9 +231,6 @@ class Trainer:
                     "lower the learning rate (--hparam lr=…) or use --precision fp32, and start the run over"
                 )
             self.state.history.append({"iteration": first + offset, **entry})
-
-    def _log_threads(self, threads: int) -> None:
-        self.folder.log(f"iteration {self.state.iteration}: {self.threads.changes[-1] if self.threads.changes else threads}")
 
     def set_learning_rate(self, total: int) -> None:
         """Apply the budget's schedule to every optimiser; `initial_lr` keeps each group's starting rate."""
