@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torchio as tio
 
 from robench.benchmark.config import PAPER_SPACING_MM
 from robench.benchmark.preprocess import prepare
@@ -219,3 +220,30 @@ def test_the_registry_applies_a_type_directly():
     out = CORRUPTIONS["noise"].apply(stack, 2, seed=1)
     assert out.shape == stack.shape and np.array_equal(out, apply_corruption(stack, "noise", 2, seed=1))
     assert CORRUPTIONS["kspace"].label(3) == "R=4, centre 15%"
+
+
+def test_replaying_every_recipe_equals_torchios_call_and_leaves_the_global_rng_alone():
+    # evaluation workers corrupt cases side by side: a replay must not move torch's global stream
+    from robench.corruptions.pipeline import grid_affine, paper_grid
+    from robench.corruptions.recipe import replay
+    from robench.corruptions.testsets import recipes
+
+    source = _sources(n=1)["patient007_ED"]
+    _, stack = paper_grid(source)
+    spacing = (SPACING[0], PAPER_SPACING_MM, PAPER_SPACING_MM)
+    every = recipes(("acdc-c", "graded"))
+    assert len(every) == 4 + 9 * 5
+    for recipe in every:
+        parameters = recipe.draw(derive_seed(0, recipe.stream, source.case_id, 1))
+
+        def image():
+            return tio.ScalarImage(tensor=stack[None].clone(), affine=grid_affine(tuple(stack.shape), spacing, recipe.physical_grid))
+
+        with torch.random.fork_rng(devices=[]):
+            called = recipe.transform(parameters)(image())
+        state = torch.get_rng_state()
+        replayed = replay(recipe.transform(parameters), image())
+        assert torch.equal(state, torch.get_rng_state()), recipe.name
+        assert torch.equal(called.data, replayed.data), recipe.name
+    with pytest.raises(ValueError, match="not deterministic"):
+        replay(tio.Gamma(0.5, p=0.5), image())

@@ -211,6 +211,53 @@ def test_batched_inference_across_volumes_gives_the_labels_of_one_volume_at_a_ti
             assert (got == labels).mean() > 0.999, (case.case_id, mode)  # batch size may pick other kernels
 
 
+def _evaluation_sets(tmp_path):
+    from robench.corruptions.testsets import artefact_test_sets
+
+    cases = {f"c{s}": _case(s, z) for s, z in ((0, 3), (1, 5), (2, 2))}
+    intra = Set_("A", "intra", tuple(CaseRef(cid, lambda cid=cid: cases[cid]) for cid in cases))
+    return [intra, *artefact_test_sets(intra, cache_dir=tmp_path)[:2]]
+
+
+def test_evaluation_on_worker_threads_gives_the_records_of_one_case_at_a_time_and_of_batches(tmp_path):
+    from robench.benchmark.evaluate import evaluate
+
+    method = build_method("standard", seed=1)
+    sets = _evaluation_sets(tmp_path)
+    threads_before = torch.get_num_threads()
+    runs = {w: evaluate(method, sets, get_budget("smoke"), CARDIAC_CLASSES, {}, progress=False, workers=w) for w in (1, 3, 0)}
+    assert torch.get_num_threads() == threads_before  # the workers' single intra-op thread is not left behind
+    one = runs[1].records
+    assert len(one) == 3 * 7 * 2 * 3  # cases (3 clean + 2 sets × 3 copies) × modes × classes
+    assert list(one.case_id.unique()[:3]) == ["c0", "c1", "c2"]  # order fixed: clean cases, then by source
+    for w in (3, 0):
+        assert runs[w].records[["test_set", "case_id", "mode", "class"]].equals(one[["test_set", "case_id", "mode", "class"]])
+        assert runs[w].seconds_per_volume > 0
+    # one case per worker: bit for bit whatever the number of workers; batches may pick other kernels
+    np.testing.assert_array_equal(runs[3].records.dice.to_numpy(), one.dice.to_numpy())
+    np.testing.assert_allclose(runs[0].records.dice.to_numpy(), one.dice.to_numpy(), atol=1e-3)
+
+
+def test_an_unreadable_case_stops_evaluation_without_reading_the_rest():
+    from robench.benchmark.evaluate import evaluate
+    from robench.errors import DataError
+
+    read = []
+
+    def load(i):
+        read.append(i)
+        if i == 2:
+            raise DataError(f"case {i}: corrupt file")
+        return _case(i, 2)
+
+    test_set = Set_("A", "intra", tuple(CaseRef(f"c{i}", lambda i=i: load(i)) for i in range(40)))
+    for workers in (2, 0):
+        read.clear()
+        with pytest.raises(DataError, match="case 2"):
+            evaluate(build_method("standard"), [test_set], get_budget("smoke"), CARDIAC_CLASSES, {}, progress=False, workers=workers)
+        assert len(read) < 20, workers  # the cases not started were cancelled
+
+
 def test_contiguous_argmax_gives_the_labels_of_the_class_axis_argmax():
     vol = prepare(_case(0), 4 * 1.36719)
     probs = torch.softmax(torch.randn(len(vol.image), 4, 48, 48, generator=torch.Generator().manual_seed(0)), 1)

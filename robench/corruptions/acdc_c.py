@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torchio as tio
 
-from robench.corruptions.recipe import ImageTransform, Recipe
+from robench.corruptions.recipe import TORCH_GLOBAL_RNG, ImageTransform, Recipe
 
 COPIES = 3
 
 
 def _seeded(seed: int, sample: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run TorchIO's sampler on a private copy of the global torch RNG, leaving the caller's untouched."""
-    with torch.random.fork_rng(devices=[]):
+    with TORCH_GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return sample()
 

@@ -30,7 +30,7 @@ import torchio as tio
 
 from robench.benchmark.config import PAPER_SPACING_MM
 from robench.corruptions.pipeline import run_transform
-from robench.corruptions.recipe import ImageTransform, Recipe
+from robench.corruptions.recipe import ImageTransform, Recipe, replay
 from robench.errors import ConfigError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -225,8 +225,8 @@ def _anisotropic(axis: int, factor: float) -> ImageTransform:
     def apply(image: tio.ScalarImage) -> tio.ScalarImage:
         spacing = [float(s) for s in image.spacing]
         spacing[axis] *= factor
-        low = tio.Resample(tuple(spacing), image_interpolation="nearest")(image)
-        return tio.Resample((image.spatial_shape, image.affine), image_interpolation="linear")(low)
+        low = replay(tio.Resample(tuple(spacing), image_interpolation="nearest"), image)
+        return replay(tio.Resample((image.spatial_shape, image.affine), image_interpolation="linear"), low)
 
     return apply
 

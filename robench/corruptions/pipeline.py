@@ -20,7 +20,7 @@ import torchio as tio
 from robench.benchmark.config import PAPER_SPACING_MM
 from robench.benchmark.preprocess import PreparedVolume, prepare
 from robench.benchmark.suites.base import Case
-from robench.corruptions.recipe import Recipe
+from robench.corruptions.recipe import Recipe, replay
 from robench.imageops import centre_crop, minmax_per_slice, uncrop
 
 CROP = 192
@@ -50,14 +50,12 @@ def grid_affine(shape: tuple[int, ...], spacing: tuple[float, float, float], phy
 def run_transform(recipe: Recipe, parameters: Mapping[str, Any], stack: torch.Tensor, spacing: tuple[float, float, float]) -> torch.Tensor:
     """Apply a recipe's deterministic transform to a (Z, Y, X) stack; returns (Z, Y, X) float32.
 
-    TorchIO draws `torch.rand(1)` for its probability `p` on every call, even for
-    deterministic transforms; the fork keeps the caller's RNG stream (training, sampling)
-    exactly where it was.
+    The replay leaves torch's global generator alone (`recipe.replay`): the caller's RNG stream
+    (training, sampling) stays exactly where it was, and evaluation workers may corrupt cases
+    side by side.
     """
     image = tio.ScalarImage(tensor=stack[None].float(), affine=grid_affine(tuple(stack.shape), spacing, recipe.physical_grid))
-    with torch.random.fork_rng(devices=[]):
-        out = recipe.transform(parameters)(image)
-    return out.data[0].float()
+    return replay(recipe.transform(parameters), image).data[0].float()
 
 
 def corrupt_case(

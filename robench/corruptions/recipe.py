@@ -6,14 +6,39 @@ described by a small JSON record and can be replayed bit for bit.
 
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
+import numpy as np
 import torchio as tio
 
 Family = Literal["acdc-c", "graded"]
 FAMILIES: tuple[Family, ...] = ("acdc-c", "graded")
 ImageTransform = Callable[[tio.ScalarImage], tio.ScalarImage]
+
+# TorchIO's samplers draw from torch's global generator; a draw seeds it (in a fork) under this
+# lock, so evaluation workers drawing parameters side by side cannot shift each other's streams.
+TORCH_GLOBAL_RNG = threading.Lock()
+
+
+def replay(transform: ImageTransform, image: tio.ScalarImage) -> tio.ScalarImage:
+    """`transform(image)` for a deterministic transform, without touching torch's global generator.
+
+    TorchIO's `Transform.__call__` draws `torch.rand(1)` against its probability `p` before every
+    transform, deterministic ones included; workers replaying copies side by side would move the
+    global stream under a parameter draw. This is that call at p = 1 for one image: the transform
+    on a copy of it, NumPy errors raised. robench's own image functions replay the TorchIO
+    transforms they use the same way.
+    """
+    if not isinstance(transform, tio.Transform):
+        return transform(image)
+    if transform.probability != 1:
+        raise ValueError(f"{type(transform).__name__} with p={transform.probability} is not deterministic")
+    subject = tio.Subject(image=copy.deepcopy(image))
+    with np.errstate(all="raise", under="ignore"):
+        return transform.apply_transform(subject)["image"]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -88,14 +89,20 @@ class _SourceCache:
 
     Why: ACDC-C makes 12 copies of each volume and the graded sets 45; reading, hashing and
     resampling the source once instead of per copy saves most of the non-TorchIO work.
-    Evaluation visits the copies of one source one after another, so a few entries suffice.
+    Evaluation visits the copies of one source one after another, so a few entries suffice;
+    its worker threads share the cache, and a source is read by one of them while the others wait.
     """
 
     def __init__(self, size: int = 4):
         self.size = size
         self._entries: OrderedDict[int, tuple[CaseRef, tuple]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, source: CaseRef) -> tuple[Case, str, tuple]:
+        with self._lock:
+            return self._get(source)
+
+    def _get(self, source: CaseRef) -> tuple[Case, str, tuple]:
         key = id(source)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is source:
