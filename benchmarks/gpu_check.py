@@ -28,7 +28,7 @@ from torch.utils.flop_counter import flop_registry
 
 from robench import precision
 from robench.benchmark.config import get_budget
-from robench.benchmark.runner import build_method
+from robench.benchmark.reopen import build_method
 from robench.benchmark.train import Trainer, TrainingSlices, pick_device
 from robench.methods import METHODS
 

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 UPDATE_SNIPPET = r"""
 import json, sys, time, torch
 from robench.benchmark.config import get_budget
-from robench.benchmark.runner import build_method
+from robench.benchmark.reopen import build_method
 from robench.benchmark.train import Trainer
 from robench.methods import get_method
 from robench.precision import NumericChoice
@@ -85,7 +85,7 @@ def evaluation_breakdown() -> dict[str, float]:
     from robench.imageops import uncrop
     from robench.labels import CARDIAC_CLASSES
     from robench.methods import get_method
-    from robench.benchmark.runner import build_method
+    from robench.benchmark.reopen import build_method
     from robench.precision import NumericChoice
 
     torch.set_num_threads(1)

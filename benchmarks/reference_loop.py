@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from robench import precision
 from robench.benchmark.config import get_budget
-from robench.benchmark.runner import build_method
+from robench.benchmark.reopen import build_method
 from robench.benchmark.train import Trainer, pick_device
 from robench.imageops import centre_crop
 from robench.methods import Batch, get_method

@@ -123,6 +123,15 @@ def run(
     threads: Optional[int] = typer.Option(
         None, help="Intra-op CPU threads (default: follow the cores other processes leave free; fix it for identical floats)."
     ),
+    train_fraction: float = typer.Option(
+        1.0, help="Train on a nested subset of the training pool (0 < F <= 1; at least one subject); in the run id."
+    ),
+    slice_axis: Optional[int] = typer.Option(
+        None, help="nnU-Net layouts: file axis to slice along (default: the axis of largest spacing, the last on a tie)."
+    ),
+    oversample_foreground: Optional[float] = typer.Option(
+        None, help="Share of each batch drawn from slices holding the rarest class (default: the suite's; nnU-Net suites 1/3)."
+    ),
 ) -> None:
     """Train a method on a suite and evaluate it on every test set."""
     from robench.benchmark.config import parse_hparam_overrides
@@ -133,11 +142,13 @@ def run(
     options = SuiteOptions(
         data_root=data_root, cval=cval, cache_dir=cache_dir, extra_roots=extra,
         corruptions=parse_corruption_families(corruptions), corruption_seed=corruption_seed,
+        train_fraction=train_fraction, slice_axis=slice_axis,
     )
     request = RunRequest(
         suite=suite, method=method, seed=seed, cval=cval, budget=budget, hparams=parse_hparam_overrides(hparam),
         out=out, options=options,
         resume=resume, device=device, hd95_variant=hd95, precision=precision, threads=threads,
+        oversample_foreground=oversample_foreground,
     )
     result = execute(request, log=lambda m: console.print(m, highlight=False))
     for note in result.notes:
@@ -150,23 +161,30 @@ def run(
 
 
 def _print_summary(records) -> None:
-    from robench.benchmark.summary import summarise_test_sets
+    """Per test set and mode: Dice (mean over classes, and per class by the suite's label names), SENS, PRC, HD95."""
+    from robench.benchmark.summary import class_names, summarise_test_sets
 
     summary = summarise_test_sets(records)
-    table = Table("test set", "kind", "mode", "cases", "Dice", "LV", "MYO", "RV", "HD95 (mm)")
-    for row in summary.itertuples(index=False):
+    classes = class_names(records)
+    table = Table("test set", "kind", "mode", "cases", "Dice", *classes, "SENS", "PRC", "HD95 (mm)")
+    for row in summary.to_dict("records"):
         table.add_row(
-            row.test_set, row.kind, row.mode, str(row.cases), f"{row.dice:.4f}", f"{row.LV:.4f}", f"{row.MYO:.4f}",
-            f"{row.RV:.4f}", f"{row.hd95:.2f}",
+            row["test_set"], row["kind"], row["mode"], str(row["cases"]), _num(row["dice"], 4),
+            *(_num(row[f"dice:{c}"], 4) for c in classes), _num(row["sensitivity"], 4), _num(row["precision"], 4),
+            _num(row["hd95"], 2),
         )
     console.print(table)
+
+
+def _num(value: float, digits: int) -> str:
+    return "—" if value != value else f"{value:.{digits}f}"  # NaN: undefined for every case (e.g. both masks empty)
 
 
 @app.command()
 @friendly_errors
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A finished run folder."),
-    test_root: Path = typer.Option(..., help="ACDC-layout folder; every labelled subject in it is evaluated."),
+    test_root: Path = typer.Option(..., help="A folder in the run's suite layout (ACDC; nnU-Net / MSD for those suites); every labelled case in it is evaluated."),
     name: Optional[str] = typer.Option(None, help="Test-set name (default: the folder name)."),
     kind: str = typer.Option("cross-site", help="intra | cross-site | artefact."),
     device: str = typer.Option("auto"),
@@ -191,7 +209,7 @@ def predict(
     predict_mode: Optional[str] = typer.Option(None, help="Prediction mode (default: the method's primary mode)."),
     device: str = typer.Option("auto"),
 ) -> None:
-    """Segment new images with a finished run; writes NIfTI label maps (0 bg, 1 RV, 2 MYO, 3 LV)."""
+    """Segment new images with a finished run; writes NIfTI label maps with the label values of the run's suite."""
     from robench.benchmark.external import predict_files
 
     for written in predict_files(run_dir, images, out, mode=predict_mode, device=device):
@@ -203,20 +221,23 @@ def predict(
 def leaderboard(
     root: Path = typer.Argument(..., help="Results root holding run folders."),
     format: str = typer.Option("markdown", "--format", help="markdown | csv | json."),
+    metric: str = typer.Option("dice", help="dice (the ranked leaderboard) | sens | prc | hd95 | assd (mean ± std tables)."),
     reference: str = typer.Option("standard", help="Reference method of the paired tests and of mCE."),
     save_mce_reference: bool = typer.Option(
         False, help="Maintainers: write the reference method's graded-corruption errors as robench's shipped mCE reference."
     ),
 ) -> None:
     """Tables from every finished run under ROOT (mean ± std over seeds/cvals, bootstrap CI, paired tests)."""
-    from robench.leaderboards import collect_records, render, save_mce_references
+    from robench.leaderboards import collect_records, metric_table, render, save_mce_references
     from robench.leaderboards import leaderboard as build
+    from robench.leaderboards.table import metric_name
 
+    column = metric_name(metric)
     records, runs = collect_records(root)
     if save_mce_reference:
         for path in save_mce_references(records, runs, reference):
             err_console.print(f"wrote mCE reference {path}", highlight=False)
-    board = build(records, runs, reference_method=reference)
+    board = build(records, runs, reference_method=reference) if column == "dice" else metric_table(records, runs, metric=column)
     typer.echo(render(board, format))
 
 

@@ -190,3 +190,61 @@ def write_sunnybrook(
         with (root / name).open("w", newline="") as f:
             csv.writer(f).writerows([header, *subjects])
     return root
+
+
+def blob_volume(rng: np.random.Generator, shape=(32, 28, 6), classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y, Z) file-order image and label: a bright head-like disc with `classes` small blobs in it."""
+    x, y, z = shape
+    xx, yy = np.mgrid[:x, :y]
+    label = np.zeros(shape, np.uint8)
+    for c in range(1, classes + 1):
+        cx, cy = rng.uniform(0.35, 0.65) * x, rng.uniform(0.35, 0.65) * y
+        blob = np.hypot(xx - cx, yy - cy) < 3 + c
+        for k in range(1, z - 1):
+            label[..., k][blob & (label[..., k] == 0)] = c
+    head = (np.hypot(xx - x / 2, yy - y / 2) < min(x, y) / 2.2).astype(np.float32)
+    image = 100 * head[..., None] + 60 * label + rng.normal(0, 5, shape)
+    return image.astype(np.float32), label
+
+
+def _nifti(data: np.ndarray, path: Path, spacing=(1.0, 1.0, 1.0)) -> None:
+    nib.save(nib.Nifti1Image(data, np.diag([*spacing, 1.0])), str(path))
+
+
+def write_nnunet_v2(root: Path, cases: list[str], channels=("T1",), labels=None, seed: int = 0, spacing=(1.0, 1.0, 1.0),
+                    shape=(32, 28, 6)) -> Path:
+    """An nnU-Net v2 raw data set: dataset.json, imagesTr/<case>_000c.nii.gz per channel, labelsTr/<case>.nii.gz."""
+    import json
+
+    labels = labels or {"background": 0, "lesion": 1}
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(exist_ok=True)
+    for case in cases:
+        image, label = blob_volume(rng, shape, classes=len(labels) - 1)
+        for c in range(len(channels)):
+            _nifti(image * (1 + c), root / "imagesTr" / f"{case}_{c:04d}.nii.gz", spacing)
+        _nifti(label, root / "labelsTr" / f"{case}.nii.gz", spacing)
+    spec = {"channel_names": {str(i): n for i, n in enumerate(channels)}, "labels": labels,
+            "numTraining": len(cases), "file_ending": ".nii.gz", "name": root.name}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    return root
+
+
+def write_msd(root: Path, cases: list[str], modalities=("MRI",), seed: int = 0, shape=(32, 28, 6)) -> Path:
+    """An MSD (nnU-Net v1) data set; several modalities make 4-D images (X, Y, Z, C)."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(exist_ok=True)
+    for case in cases:
+        image, label = blob_volume(rng, shape, classes=2)
+        data = image if len(modalities) == 1 else np.stack([image * (1 + c) for c in range(len(modalities))], -1)
+        _nifti(data, root / "imagesTr" / f"{case}.nii.gz")
+        _nifti(label, root / "labelsTr" / f"{case}.nii.gz")
+    spec = {"name": root.name, "modality": {str(i): m for i, m in enumerate(modalities)},
+            "labels": {"0": "background", "1": "Anterior", "2": "Posterior"}, "numTraining": len(cases),
+            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases]}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    return root

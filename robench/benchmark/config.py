@@ -16,12 +16,34 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from robench.errors import ConfigError
 
 PAPER_SPACING_MM = 1.36719
+PAPER_CROP = 192
+MIN_CROP = 48  # the smallest network input a budget gets (4 poolings of the U-Net leave 3²)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A suite's grid at the `paper` budget: in-plane spacing and network input size.
+
+    The cardiac suites use the paper's (1.367 mm, 192²); other data sets declare theirs (from
+    their median spacing and extent), and each budget scales it as it scales the cardiac one.
+    """
+
+    spacing_mm: float
+    crop: int
+
+    @classmethod
+    def covering(cls, spacing_mm: float, extent_px: float) -> "Geometry":
+        """The spacing given, and the smallest multiple of 16 that covers `extent_px` pixels of it."""
+        return cls(float(spacing_mm), max(MIN_CROP, 16 * math.ceil(extent_px / 16)))
+
+
+CARDIAC_GEOMETRY = Geometry(PAPER_SPACING_MM, PAPER_CROP)
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,15 @@ class Budget:
     # artefact sets evaluated on the copies of the first N source volumes only (None: all); smoke's
     # 12 updates would otherwise spend minutes corrupting 480 ACDC-C copies
     artefact_sources: int | None = None
+
+    def on_geometry(self, geometry: Geometry | None) -> "Budget":
+        """This budget on a suite's grid: the field of view of `geometry`, its resolution divided as
+        this budget divides the paper's (quick: half, smoke: a quarter), never below MIN_CROP."""
+        if geometry is None or geometry == CARDIAC_GEOMETRY:
+            return self
+        crop = max(MIN_CROP, 16 * round(geometry.crop * self.crop / PAPER_CROP / 16))
+        pad = 8 * round(crop * self.pad / self.crop / 8)
+        return replace(self, spacing_mm=geometry.spacing_mm * geometry.crop / crop, crop=crop, pad=pad)
 
     def lr_factor(self, iteration: int, total: int) -> float:
         """Multiplier on the (already ×lr_multiplier) learning rate for update number `iteration` (0-based)."""
@@ -128,9 +159,14 @@ class RunConfig:
     hd95_variant: str = "max_directed"  # the records' HD95 definition: another variant is another result
     precision: str = "fp32"  # fp32 | bf16 autocast (robench.precision): other floats, another run
     memory_format: str = "contiguous"  # contiguous | channels_last networks: other kernels, other floats
+    train_fraction: float = 1.0  # nested subset of the training pool (suites.base.nested_subset)
+    oversample_foreground: float | None = None  # share of each batch forced to hold the rarest class; None: the suite's
 
     def canonical(self) -> dict[str, Any]:
         d = asdict(self)
+        for name, default in _LATER_FIELDS.items():  # fields added after runs existed: at their default
+            if d[name] == default:  # they stay out of the id, so those runs keep their folders
+                del d[name]
         d["hparams"] = dict(sorted(self.hparams.items()))
         d["data"] = dict(sorted(self.data.items()))
         return d
@@ -138,6 +174,9 @@ class RunConfig:
     def run_id(self) -> str:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_LATER_FIELDS = {"train_fraction": 1.0, "oversample_foreground": None}
 
 
 def parse_hparam_overrides(items: list[str] | None) -> dict[str, str]:

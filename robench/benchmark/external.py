@@ -9,31 +9,14 @@ from typing import Iterator
 
 import numpy as np
 
-from robench.benchmark.config import get_budget
 from robench.benchmark.evaluate import evaluate, predict_volume
-from robench.benchmark.runner import build_method, config_numerics
+from robench.benchmark.reopen import reopen
 from robench.benchmark.store import RunFolder, RunLock
-from robench.benchmark.suites import acdc
-from robench.benchmark.suites.base import Case, TestSet, check_case
-from robench.benchmark.suites.nifti import load_nifti, save_nifti, xyz_to_zyx
-from robench.benchmark.train import load_best, pick_device
+from robench.benchmark.suites import acdc, get_suite
+from robench.benchmark.suites.base import Case, CaseRef, TestSet, check_case
+from robench.benchmark.suites.nifti import load_nifti, save_nifti, slice_axes, to_slices
+from robench.benchmark.suites.nnunet import slice_axis_of
 from robench.errors import ConfigError, DataError, RunStateError
-from robench.labels import CARDIAC_CLASSES, NUM_CARDIAC_CLASSES
-from robench.methods import Method
-
-
-def load_finished_run(run_dir: Path, device: str) -> tuple[RunFolder, dict, Method]:
-    folder = RunFolder(Path(run_dir))
-    if not folder.started:
-        raise RunStateError(f"{run_dir}: not a robench run folder (no config.json)")
-    if not folder.finished:
-        raise RunStateError(f"{run_dir}: run not finished; complete it with `robench run ... --resume` first")
-    config = folder.config()
-    method = build_method(
-        config["method"], config["hparams"], config["seed"], NUM_CARDIAC_CLASSES, pick_device(device), config_numerics(config)
-    )
-    load_best(method, folder)
-    return folder, config, method
 
 
 TEST_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&+-]{0,63}")
@@ -56,18 +39,17 @@ def check_test_set_name(name: str, folder: RunFolder) -> str:
 def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind: str, device: str):
     if kind not in ("intra", "cross-site", "artefact"):
         raise ConfigError(f"--kind must be intra, cross-site or artefact, got {kind!r}")
-    folder, config, method = load_finished_run(run_dir, device)
+    run = reopen(run_dir, device)
+    folder, config = run.folder, run.config
     root = Path(test_root).expanduser().resolve()
     name = check_test_set_name(name or root.name, folder)
-    subjects = acdc.discover_acdc(root)
-    tag = hashlib.sha256(str(sorted(subjects)).encode()).hexdigest()[:8]
+    refs = external_cases(config, root, name, run.classes)
+    tag = hashlib.sha256(str(sorted(r.case_id for r in refs)).encode()).hexdigest()[:8]
     if folder.evaluation_path(f"{name}-{tag}").exists():
         raise RunStateError(
             f"{folder.evaluation_path(f'{name}-{tag}')} exists: this run was already evaluated on {root}; "
             "its records are kept (delete the file to redo it)"
         )
-    refs = tuple(r for s in subjects.values() for r in acdc.case_refs(s, {"site": name}))
-    budget = get_budget(config["budget"])
     info = {k: config[k] for k in ("method", "suite", "budget", "seed", "cval")}
     info["run_id"] = config["run_id"]
     import json
@@ -77,12 +59,23 @@ def evaluate_external(run_dir: Path, test_root: Path, *, name: str | None, kind:
     test_set = TestSet(name, kind, refs)  # type: ignore[arg-type]
     with RunLock(folder.path):
         result = evaluate(
-            method, [test_set], budget, CARDIAC_CLASSES, info, hd95_variant=config.get("hd95_variant", "max_directed"),
+            run.method, [test_set], run.budget, run.classes, info, hd95_variant=config.get("hd95_variant", "max_directed"),
         )
         if result.records.empty:
             raise DataError(f"{root}: no labelled case to evaluate (cases without a label: {len(result.unlabelled)})")
         path = folder.add_evaluation(f"{name}-{tag}", result.records)
     return path, result
+
+
+def external_cases(config: dict, root: Path, name: str, classes: dict[str, int]) -> tuple[CaseRef, ...]:
+    """Every labelled case of a folder in the run's suite layout: the suite's own reader when it has
+    one (`external_cases(root)`: nnU-Net layouts, with each case's site), else the ACDC layout."""
+    suite = get_suite(str(config["suite"]))
+    reader = getattr(suite, "external_cases", None)
+    if reader is not None:
+        return reader(root, classes=classes, slice_axis=config.get("slice_axis"))
+    subjects = acdc.discover_acdc(root)
+    return tuple(r for s in subjects.values() for r in acdc.case_refs(s, {"site": name}))
 
 
 def mask_targets(images: list[Path], out: Path) -> list[Path]:
@@ -112,9 +105,9 @@ def mask_targets(images: list[Path], out: Path) -> list[Path]:
 
 
 def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | None, device: str) -> Iterator[Path]:
-    _, config, method = load_finished_run(run_dir, device)
+    run = reopen(run_dir, device)
+    method, budget = run.method, run.budget
     mode = method.check_mode(mode)
-    budget = get_budget(config["budget"])
     targets = mask_targets(images, out)
     out.mkdir(parents=True, exist_ok=True)
     for path, target in zip(images, targets):
@@ -123,10 +116,11 @@ def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | N
             data = data[..., 0]
         if data.ndim != 3:
             raise DataError(f"{path}: expected a 3-D short-axis volume, found shape {data.shape}; split 4-D cines into frames")
+        axis = slice_axis_of(zooms, run.config.get("slice_axis"))  # as the run's suite sliced its data
+        spacing = tuple(float(zooms[a]) for a in slice_axes(axis))
         case = check_case(
-            Case(path.name, xyz_to_zyx(data).astype(np.float32), None, (zooms[2], zooms[1], zooms[0]), {}, affine),
-            str(path), NUM_CARDIAC_CLASSES,
+            Case(path.name, to_slices(data, axis).astype(np.float32), None, spacing, {}, affine), str(path), len(run.classes) + 1,
         )
         mask = predict_volume(method, case, budget, [mode])[mode]
-        save_nifti(mask.astype(np.uint8), affine, target)
+        save_nifti(mask.astype(np.uint8), affine, target, slice_axis=axis)
         yield target

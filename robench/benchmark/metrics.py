@@ -126,6 +126,16 @@ def _bbox(mask: np.ndarray, pad: int = 1) -> tuple[slice, ...] | None:
     return tuple(slices)
 
 
+# what a table of each metric must say about empty masks (a slice or volume without tumour is common)
+EMPTY_MASK_POLICY = {
+    "dice": "empty masks: both empty → excluded (NaN); one empty → 0",
+    "sensitivity": "empty masks: no reference voxel → excluded (undefined); missed structure → 0",
+    "precision": "empty masks: both empty → excluded (NaN); one empty → 0",
+    "hd95": "empty masks: both empty → excluded; one empty → the image diagonal (worst case, mm)",
+    "assd": "empty masks: both empty → excluded; one empty → the image diagonal (worst case, mm)",
+}
+
+
 def _empty_policy(n_pred: int, n_ref: int, diagonal: float) -> dict:
     """Values for the three cases in which surface distances are undefined."""
     if n_pred == 0 and n_ref == 0:

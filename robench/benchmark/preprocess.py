@@ -64,11 +64,15 @@ def prepare(case: Case, spacing_mm: float) -> PreparedVolume:
     return PreparedVolume(image, label, tuple(case.image.shape))  # type: ignore[arg-type]
 
 
-def training_slices(case: Case, spacing_mm: float, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labelled slices of a case, fitted to pad²: ((n,pad,pad) float, (n,pad,pad) int64)."""
+def training_slices(case: Case, spacing_mm: float, pad: int, *, all_slices: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled slices of a case (every slice with `all_slices`), fitted to pad²: ((n,pad,pad) float, (n,pad,pad) int64).
+
+    The cardiac protocol trains on labelled slices only; where the foreground is rare and often
+    absent (a tumour), the network must also see slices without it, or it finds it everywhere.
+    """
     vol = prepare(case, spacing_mm)
     assert vol.label is not None
-    keep = vol.label.flatten(1).amax(1) > 0
+    keep = torch.ones(len(vol.label), dtype=torch.bool) if all_slices else vol.label.flatten(1).amax(1) > 0
     return centre_crop(vol.image[keep], pad), centre_crop(vol.label[keep], pad)
 
 

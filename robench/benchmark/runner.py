@@ -9,23 +9,24 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import pandas as pd
 import torch
 
 from robench.benchmark.config import RunConfig, get_budget
 from robench.benchmark.evaluate import check_test_sets, evaluate
+from robench.benchmark.reopen import build_method, config_numerics, reopen
 from robench.benchmark.metrics import HD95_VARIANTS
 from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
+from robench.benchmark.suites.base import check_fraction
 from robench.corruptions.testsets import first_sources
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
 from robench.errors import ConfigError, RunStateError, describe_os_error
 from robench import precision
 from robench.methods import Method, get_method, resolve_hparams
 from robench.numerics import is_pinned
-from robench.precision import NumericChoice
 from robench.threads import ThreadGovernor, check_threads
 
 
@@ -45,6 +46,7 @@ class RunRequest:
     progress: bool = True
     precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the device computes it natively)
     threads: int | None = None  # intra-op threads; None follows the free cores (robench.threads)
+    oversample_foreground: float | None = None  # share of each batch holding the rarest class; None: the suite's
 
 
 @dataclass(frozen=True)
@@ -53,18 +55,6 @@ class RunResult:
     already_finished: bool
     records: pd.DataFrame
     notes: tuple[str, ...] = ()
-
-
-def build_method(
-    name: str, hparams: dict, seed: int, num_classes: int, device: torch.device, numerics: NumericChoice = NumericChoice(),
-) -> Method:
-    cls = get_method(name)
-    return cls(hparams, num_classes=num_classes, device=device, seed=seed).use_numerics(numerics)
-
-
-def config_numerics(config: Mapping[str, object]) -> NumericChoice:
-    """The precision and layout a run's config recorded (runs from before the choice: fp32, contiguous)."""
-    return NumericChoice(str(config.get("precision", "fp32")), str(config.get("memory_format", "contiguous")))
 
 
 def run_info(config: RunConfig, run_id: str) -> dict[str, object]:
@@ -90,7 +80,20 @@ def check_request(request: RunRequest) -> None:
         raise ConfigError(f"--hd95 {request.hd95_variant!r} is unknown; use {' or '.join(HD95_VARIANTS)}")
     precision.resolve(request.precision, pick_device(request.device))
     check_threads(request.threads)
+    check_fraction(request.options.train_fraction)
+    share = request.oversample_foreground
+    if share is not None and not 0 <= share <= 1:
+        raise ConfigError(f"--oversample-foreground must be in [0, 1], got {share}")
     check_writable(Path(request.out), "--out")
+
+
+def check_trainable(suite_data: SuiteData) -> None:
+    if len(suite_data.channels) > 1:
+        raise ConfigError(
+            f"suite {suite_data.name}: {len(suite_data.channels)} input channels ({', '.join(suite_data.channels)}); "
+            "robench reads multi-channel data but trains single-channel networks only so far — "
+            "give a data set with one channel"
+        )
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -109,12 +112,15 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
     suite_data: SuiteData = get_suite(request.suite).build(request.options)
+    check_trainable(suite_data)
+    budget = budget.on_geometry(suite_data.geometry)
     suite_data = dataclasses.replace(suite_data, test_sets=first_sources(suite_data.test_sets, budget.artefact_sources))
     numerics = precision.resolve(request.precision, pick_device(request.device))
     config = RunConfig(
         suite=request.suite, method=request.method, seed=request.seed, cval=request.cval, budget=request.budget,
         hparams=hparams, data={"fingerprint": suite_data.fingerprint}, budget_spec=budget.fingerprint(),
         hd95_variant=request.hd95_variant, precision=numerics.precision, memory_format=numerics.memory_format,
+        train_fraction=request.options.train_fraction, oversample_foreground=request.oversample_foreground,
     )
     run_id = config.run_id()
     folder = RunFolder.for_config(request.out, run_id)
@@ -145,7 +151,8 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         config_numerics(config.canonical()),
     )
     threads = ThreadGovernor(requested=1 if is_pinned() else request.threads)
-    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads)
+    share = suite_data.oversample_foreground if request.oversample_foreground is None else request.oversample_foreground
+    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads, oversample_foreground=share)
     if folder.last_checkpoint.exists():
         trainer.restore()
         log(f"resuming {folder.path} at iteration {trainer.state.iteration}")
@@ -154,10 +161,10 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         log(f"checking the test data of {suite_data.name} …")
         check_test_sets(suite_data.test_sets, progress=request.progress)
         log(f"loading training data of {suite_data.name} …")
-        data = TrainingSlices.from_cases(suite_data.train, budget, device)
+        data = TrainingSlices.from_cases(suite_data.train, budget, device, all_slices=suite_data.training_slices == "all")
         val = ValidationSet.from_cases(suite_data.val, budget, device)
         if not folder.started:
-            _write_provenance(folder, config, run_id, budget, request, device)
+            _write_provenance(folder, config, run_id, budget, request, device, suite_data)
         for warning in data.warnings:  # loud: on the console, in the log, and in the run's notes
             log(f"[yellow]warning[/]: {warning}")
             folder.log(f"warning: {warning}")
@@ -190,11 +197,13 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
     return RunResult(folder, False, result.records, tuple(notes))
 
 
-def _write_provenance(folder: RunFolder, config: RunConfig, run_id: str, budget, request: RunRequest, device) -> None:
+def _write_provenance(folder: RunFolder, config: RunConfig, run_id: str, budget, request: RunRequest, device, suite_data: SuiteData) -> None:
     write_json(
         folder.path / CONFIG,
         {**config.canonical(), "run_id": run_id, "budget_details": budget.__dict__,
          "data_roots": {k: str(Path(v).expanduser().resolve()) for k, v in _roots(request.options).items()},
+         "splits": {role: list(ids) for role, ids in suite_data.splits.items()},
+         "classes": dict(suite_data.classes), "channels": list(suite_data.channels), "slice_axis": request.options.slice_axis,
          "command": " ".join(sys.argv)},
     )
     write_json(folder.path / "environment.json", environment(device))
@@ -230,13 +239,9 @@ def evaluate_new_test_sets(
     if not missing:
         return
     log(f"{folder.path}: finished; evaluating {len(missing)} test sets it has no records for")
-    budget = get_budget(config.budget)
-    device = pick_device(request.device)
-    method = build_method(config.method, budget.effective_hparams(dict(config.hparams)), config.seed,
-                          len(suite_data.classes) + 1, device, config_numerics(config.canonical()))
-    load_best(method, folder)
+    run = reopen(folder, request.device)
     check_test_sets(missing)
-    result = evaluate(method, missing, budget, suite_data.classes, run_info(config, run_id),
+    result = evaluate(run.method, missing, run.budget, suite_data.classes, run_info(config, run_id),
                       hd95_variant=config.hd95_variant, progress=request.progress)
     names = ",".join(sorted(t.name for t in missing))
     tag = hashlib.sha256(names.encode()).hexdigest()[:8]

@@ -54,26 +54,33 @@ class TrainingSlices:
     warnings: tuple[str, ...] = ()  # cases that contribute nothing (an empty label map)
 
     @classmethod
-    def from_cases(cls, refs: tuple[CaseRef, ...], budget: Budget, device: torch.device) -> "TrainingSlices":
+    def from_cases(cls, refs: tuple[CaseRef, ...], budget: Budget, device: torch.device, *, all_slices: bool = False) -> "TrainingSlices":
         images, labels, warnings = [], [], []
         for ref in refs:
             case = ref.load()
             if case.label is None:
                 raise DataError(f"training case {ref.case_id} has no label; training needs labelled volumes")
-            im, lab = training_slices(case, budget.spacing_mm, budget.pad)
-            if len(im) == 0:
+            im, lab = training_slices(case, budget.spacing_mm, budget.pad, all_slices=all_slices)
+            if len(lab) == 0 or int(lab.max()) == 0:
                 warnings.append(
-                    f"training case {ref.case_id} has no labelled slice (its label map is empty) and contributes "
-                    "nothing; check its label file"
+                    f"training case {ref.case_id} has no labelled slice (its label map is empty)"
+                    f"{'' if all_slices else ' and contributes nothing'}; check its label file"
                 )
             images.append(im)
             labels.append(lab)
-        if not images or sum(len(i) for i in images) == 0:
+        if not any(len(lab) and int(lab.max()) > 0 for lab in labels):
             raise DataError("the training split has no labelled slices")
         return cls(torch.cat(images).to(device), torch.cat(labels).to(device), tuple(warnings))
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def rarest_class_slices(self) -> torch.Tensor:
+        """Indices of the slices holding the foreground class with the fewest voxels (nnU-Net oversamples these)."""
+        counts = torch.bincount(self.labels.flatten()).cpu()
+        present = [c for c in range(1, len(counts)) if counts[c] > 0]
+        rarest = min(present, key=lambda c: int(counts[c]))
+        return torch.nonzero((self.labels == rarest).flatten(1).any(1)).flatten().cpu()
 
 
 @dataclass
@@ -125,12 +132,14 @@ LOSS_GATHER_EVERY = 25  # updates between reading the losses back from the devic
 class Trainer:
     def __init__(
         self, method: Method, budget: Budget, folder: RunFolder, seed: int, *, progress: bool = True,
-        threads: ThreadGovernor | None = None,
+        threads: ThreadGovernor | None = None, oversample_foreground: float = 0.0,
     ):
         self.method, self.budget, self.folder, self.seed = method, budget, folder, seed
         self.progress = progress
         self.threads = threads if threads is not None else ThreadGovernor(requested=torch.get_num_threads())
         self._pending: list[dict[str, torch.Tensor]] = []
+        self.oversample_foreground = oversample_foreground
+        self._rare: np.ndarray | None = None  # slice indices holding the rarest class, when oversampling
         self.sampler = np.random.default_rng(seed)
         self.aug_generator = torch.Generator(device=method.device)
         self.aug_generator.manual_seed(seed + 1)
@@ -165,7 +174,7 @@ class Trainer:
     # the loop --------------------------------------------------------------------------------
     def next_batch(self, data: TrainingSlices) -> Batch:
         half = self.budget.batch_size // 2
-        idx = torch.as_tensor(self.sampler.choice(len(data), size=half, replace=len(data) < half))
+        idx = torch.as_tensor(self.sample_indices(data, half))
         if data.images.is_cuda:  # pinned + non-blocking: the copy does not wait for the device to drain
             idx = idx.pin_memory().to(data.images.device, non_blocking=True)
         images, labels = data.images[idx][:, None], data.labels[idx]
@@ -173,6 +182,18 @@ class Trainer:
             aug_images, aug_labels = self.method.augment(images, labels, crop=self.budget.crop, generator=self.aug_generator)
         originals = centre_crop(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper
         return Batch(torch.cat([aug_images, originals]), torch.cat([aug_labels, centre_crop(labels, self.budget.crop)]), half)
+
+    def sample_indices(self, data: TrainingSlices, n: int) -> np.ndarray:
+        """`n` training slices: uniform, except that ⌈share·n⌉ of them hold the rarest class (nnU-Net's
+        foreground oversampling, one third there) when the share is positive."""
+        if self.oversample_foreground <= 0:
+            return self.sampler.choice(len(data), size=n, replace=len(data) < n)
+        if self._rare is None:
+            self._rare = data.rarest_class_slices().numpy()
+        forced = min(n, math.ceil(self.oversample_foreground * n - 1e-9))
+        rare = self.sampler.choice(self._rare, size=forced, replace=len(self._rare) < forced)
+        rest = self.sampler.choice(len(data), size=n - forced, replace=len(data) < n - forced)
+        return np.concatenate([rare, rest])
 
     def run(self, data: TrainingSlices, val: ValidationSet) -> TrainState:
         total = self.budget.total_iterations(len(data))

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robench.benchmark.metrics import EMPTY_MASK_POLICY
 from robench.benchmark.records import METRIC_COLUMNS
 from robench.errors import ConfigError, DataError
 from robench.leaderboards import corruption, stats
@@ -152,6 +153,17 @@ def leaderboard(
         if len(vendors):
             tables.append(_build_table(vendors, runs, "dice", **options, view=VENDOR_VIEW))
     return _board(tuple(tables), frame, runs)
+
+
+METRIC_ALIASES = {"sens": "sensitivity", "prc": "precision", "dsc": "dice"}
+
+
+def metric_name(text: str) -> str:
+    """`--metric` value → record column (dice, sens/sensitivity, prc/precision, hd95, assd)."""
+    name = METRIC_ALIASES.get(text.lower(), text.lower())
+    if name not in METRIC_COLUMNS:
+        raise ConfigError(f"unknown metric {text!r}; choose dice, sens, prc, hd95 or assd")
+    return name
 
 
 def metric_table(records: pd.DataFrame, runs: pd.DataFrame | None = None, *, metric: str = "hd95") -> Leaderboard:
@@ -480,7 +492,7 @@ def _build_table(
         for row, cell in column_cells.items():
             cells[row][column.name] = cell
 
-    notes: list[str] = list(extra_notes)
+    notes: list[str] = [*extra_notes, EMPTY_MASK_POLICY[metric]]
     rank_intervals: dict[str, tuple[int, int]] = {}
     if n_boot:
         rng = np.random.default_rng([seed, zlib.crc32(f"{suite}\0{budget}".encode())])

@@ -19,11 +19,10 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from robench.benchmark.config import get_budget
-from robench.benchmark.runner import build_method, config_numerics
+from robench.benchmark.reopen import reopen
 from robench.benchmark.store import CONFIG, RunFolder
 from robench.benchmark.suites import SuiteOptions, get_suite
-from robench.benchmark.train import TrainingSlices, load_best, pick_device
+from robench.benchmark.train import TrainingSlices
 from robench.errors import ConfigError, DataError
 from robench.imageops import centre_crop
 from robench.methods import METHODS, Batch, get_method
@@ -69,16 +68,15 @@ def hard_examples(run_dir: Path, *, n: int = 4, seed: int = 0, device: str = "cp
             f"{folder.path}: method {config['method']!r} makes no hard examples; "
             f"runs of {', '.join(methods_with_hard_examples())} do"
         )
-    budget = get_budget(config["budget"])
     recorded = (config.get("data_roots") or {}).get("data")
     root = data_root or (Path(recorded) if recorded else None)
-    options = SuiteOptions(data_root=root, cval=config["cval"], corruptions=())
+    options = SuiteOptions(data_root=root, cval=config["cval"], corruptions=(),
+                           train_fraction=config.get("train_fraction", 1.0), slice_axis=config.get("slice_axis"))
     suite = get_suite(config["suite"]).build(options)
-    torch_device = pick_device(device)
-    method = build_method(config["method"], budget.effective_hparams(config["hparams"]), config["seed"],
-                          len(suite.classes) + 1, torch_device, config_numerics(config))
-    checkpoint = load_best(method, folder)
-    batch = example_batch(TrainingSlices.from_cases(suite.train, budget, torch_device), budget.crop, n, seed)
+    run = reopen(folder, device, finished=False)
+    method, budget, checkpoint = run.method, run.budget, run.checkpoint
+    data = TrainingSlices.from_cases(suite.train, budget, method.device, all_slices=suite.training_slices == "all")
+    batch = example_batch(data, budget.crop, n, seed)
     out = method.hard_examples(batch)
     as_numpy = lambda key: out[key].detach().cpu().numpy() if key in out else None  # noqa: E731
     images, hard = as_numpy("images")[:, 0], as_numpy("hard_images")

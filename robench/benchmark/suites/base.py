@@ -7,13 +7,18 @@ test set is evaluated.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from robench.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from robench.benchmark.config import Geometry
 
 TestSetKind = Literal["intra", "cross-site", "artefact"]
 
@@ -65,6 +70,11 @@ class SuiteData:
     classes: Mapping[str, int]
     fingerprint: str
     notes: tuple[str, ...] = ()
+    geometry: "Geometry | None" = None  # the grid at the paper budget; None: the cardiac paper's
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role → case ids, written into the run's config
+    channels: tuple[str, ...] = ("image",)  # input channel names; the network gets one input channel per name
+    training_slices: Literal["labelled", "all"] = "labelled"  # all: slices without foreground too (rare classes)
+    oversample_foreground: float = 0.0  # share of each batch drawn from slices holding the rarest class
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,43 @@ class SuiteOptions:
     # they multiply evaluation time (the CLI's default is acdc-c, the paper's table)
     corruptions: tuple[str, ...] = ()
     corruption_seed: int = 0  # seed of the frozen artefact copies (every method sees the same images)
+    train_fraction: float = 1.0  # nested subset of the training pool (nested_subset)
+    slice_axis: int | None = None  # file axis to slice along (nnU-Net layouts); None: the one of largest spacing
+
+
+def seeded_split(ids: Sequence[str], seed: int, test: float, val: float) -> dict[str, tuple[str, ...]]:
+    """Sorted ids → test / val / train pool, a permutation by `seed` (the run's cval): at least one case each."""
+    ids = sorted(ids)
+    if len(ids) < 3:
+        raise DataError(f"{len(ids)} labelled case(s); a split into training, validation and test needs at least 3")
+    order = [ids[i] for i in np.random.default_rng(np.random.SeedSequence([SPLIT_STREAM, seed])).permutation(len(ids))]
+    n_test = max(1, round(test * len(ids)))
+    n_val = max(1, round(val * len(ids)))
+    if n_test + n_val >= len(ids):
+        n_test, n_val = 1, 1
+    return {"test": tuple(sorted(order[:n_test])), "val": tuple(sorted(order[n_test : n_test + n_val])),
+            "train": tuple(sorted(order[n_test + n_val :]))}
+
+
+def nested_subset(pool: Sequence[str], fraction: float) -> tuple[str, ...]:
+    """The first ⌈fraction·n⌉ (at least one) of a fixed permutation of the pool.
+
+    The permutation does not depend on the fraction, so the 5 % subjects are inside the 10 %
+    ones, and so on; it is seeded by the pool itself, so a split's subsets are reproducible.
+    """
+    check_fraction(fraction)
+    pool = sorted(pool)
+    seed = [int.from_bytes(hashlib.sha256("\0".join(pool).encode()).digest()[:8], "little")]
+    order = [pool[i] for i in np.random.default_rng(np.random.SeedSequence([FRACTION_STREAM, *seed])).permutation(len(pool))]
+    return tuple(sorted(order[: max(1, math.ceil(fraction * len(pool) - 1e-9))]))
+
+
+def check_fraction(fraction: float) -> None:
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ConfigError(f"--train-fraction must be in (0, 1], got {fraction!r}")
+
+
+SPLIT_STREAM, FRACTION_STREAM = 1301, 1302  # SeedSequence words that keep split and subset draws apart
 
 
 CORRUPTION_FAMILIES = ("acdc-c", "graded")

@@ -44,9 +44,26 @@ def zyx_to_xyz(volume: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
 
 
-def save_nifti(volume_zyx: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """Write a (Z, Y, X) array with the source's affine, atomically (temp file + rename)."""
-    img = nib.Nifti1Image(zyx_to_xyz(volume_zyx), affine)
+def slice_axes(axis: int) -> tuple[int, int, int]:
+    """File axes in robench order when slicing along file axis `axis`: it first, the other two reversed
+    (axis 2 gives xyz_to_zyx's (Z, Y, X))."""
+    return (axis, *(a for a in (2, 1, 0) if a != axis))  # type: ignore[return-value]
+
+
+def to_slices(volume: np.ndarray, axis: int) -> np.ndarray:
+    """File (X, Y, Z[, …]) → (slice, row, column[, …]) along file axis `axis`."""
+    return np.ascontiguousarray(np.transpose(volume, (*slice_axes(axis), *range(3, volume.ndim))))
+
+
+def from_slices(volume: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of `to_slices` for a 3-D volume: back to the file's axis order."""
+    return np.ascontiguousarray(np.transpose(volume, np.argsort(slice_axes(axis))))
+
+
+def save_nifti(volume_zyx: np.ndarray, affine: np.ndarray, path: Path, slice_axis: int = 2) -> None:
+    """Write a (slice, row, column) array, sliced along file axis `slice_axis`, with the source's affine,
+    atomically (temp file + rename)."""
+    img = nib.Nifti1Image(from_slices(volume_zyx, slice_axis), affine)
     img.header.set_xyzt_units("mm")
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"  # nibabel compresses by the name it writes
     tmp = path.with_name(f".{path.name}.tmp{suffix}")

@@ -11,9 +11,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
-import socket
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from robench.benchmark.suites.synth.anatomy import sample_subject
-from robench.benchmark.store import process_alive
+from robench.benchmark.suites.generated import ensure_generated, remove_abandoned
 from robench.home import robench_home
 from robench.benchmark.suites.synth.imaging import render_subject
 from robench.benchmark.suites.synth.parameters import (
@@ -123,41 +120,15 @@ def ensure_cardiac_synth(
     that looks finished.
     """
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = base / cache_name(seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, n_cross=n_cross)
-    if (target / MANIFEST).is_file():
-        return target
-    base.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_generations(base)
-    temporary = base / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        generate_cardiac_synth(temporary, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
-                               n_cross=n_cross, workers=workers)
-        try:
-            os.rename(temporary, target)
-        except OSError:
-            if not (target / MANIFEST).is_file():  # not a concurrent finisher: a real failure
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return target
+    name = cache_name(seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, n_cross=n_cross)
+    return ensure_generated(base, name, MANIFEST, lambda folder: generate_cardiac_synth(
+        folder, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, n_cross=n_cross, workers=workers),
+        family="cardiac-synth")
 
 
 def remove_abandoned_generations(base: Path) -> list[Path]:
-    """Delete temporary generation folders whose writer died (kill -9 leaves ~64 MB each).
-
-    The folder name carries the writer's host and pid; only folders of this host whose process
-    is gone are removed, so a concurrent generation (or one on another host sharing the cache)
-    is left alone.
-    """
-    removed = []
-    host = socket.gethostname()
-    for folder in base.glob(".cardiac-synth-*.tmp-*"):
-        parts = folder.name.rsplit(".tmp-", 1)[1].rsplit("-", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or process_alive(host, int(parts[1])):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
+    """Delete temporary generation folders whose writer died (kill -9 leaves ~64 MB each)."""
+    return remove_abandoned(base, "cardiac-synth")
 
 
 def default_cache_dir() -> Path:
