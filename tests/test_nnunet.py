@@ -207,7 +207,7 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     out = tmp_path / "runs"
     args = ["run", "--suite", "nnunet", "--data-root", str(data), "--method", "standard", "--budget", "smoke",
             "--out", str(out), "--threads", "1", "--train-fraction", "0.5"]
-    result = cli.invoke(app, args)
+    result = cli.invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "oedema" in result.output and "core" in result.output and "SENS" in result.output
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
@@ -215,14 +215,14 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     config = folder.config()
     assert config["classes"] == {"oedema": 1, "core": 2} and config["train_fraction"] == 0.5
     assert len(config["splits"]["train"]) == 3 and set(config["splits"]["train"]) <= set(config["splits"]["train_pool"])
-    assert config["budget_details"]["crop"] == 48
+    assert config["budget_details"]["crop"] == 48 and config["foreground_share"] == pytest.approx(1 / 3)
     records = folder.records()
     assert set(records["class"]) == {"oedema", "core"} and set(records["test_set"]) == {"Dataset001_Toy"}
     result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(other), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert set(folder.all_records()["case_id"]) >= {"o1", "o2"}
     result = cli.invoke(app, ["leaderboard", str(out), "--metric", "sens"])
-    assert result.exit_code == 0 and "sensitivity" in result.output.lower() and "empty masks" in result.output
+    assert result.exit_code == 0 and "sensitivity" in result.output.lower() and "empty masks" in result.output.lower()
     wrong = write_nnunet_v2(tmp_path / "Dataset003_Wrong", ["w1"], labels={"background": 0, "tumour": 1})
     result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(wrong), "--device", "cpu"])
     assert result.exit_code != 0 and "differ from the run's" in result.output

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from robench.benchmark.evaluate import evaluate, predict_volume
-from robench.benchmark.reopen import reopen
+from robench.benchmark.reopen import config_numerics, reopen
 from robench.benchmark.store import RunFolder, RunLock
 from robench.benchmark.suites import acdc, get_suite
 from robench.benchmark.suites.base import Case, CaseRef, TestSet, check_case

@@ -25,7 +25,7 @@ from robench.corruptions.testsets import first_sources
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
 from robench.errors import ConfigError, RunStateError, describe_os_error
 from robench import precision
-from robench.methods import Method, get_method, resolve_hparams
+from robench.methods import get_method, resolve_hparams
 from robench.numerics import is_pinned
 from robench.threads import ThreadGovernor, check_threads
 
@@ -81,6 +81,8 @@ def check_request(request: RunRequest) -> None:
     precision.resolve(request.precision, pick_device(request.device))
     check_threads(request.threads)
     check_fraction(request.options.train_fraction)
+    if request.options.slice_axis not in (None, 0, 1, 2):
+        raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {request.options.slice_axis}")
     share = request.oversample_foreground
     if share is not None and not 0 <= share <= 1:
         raise ConfigError(f"--oversample-foreground must be in [0, 1], got {share}")
@@ -94,6 +96,11 @@ def check_trainable(suite_data: SuiteData) -> None:
             "robench reads multi-channel data but trains single-channel networks only so far — "
             "give a data set with one channel"
         )
+
+
+def oversampling(request: RunRequest, suite_data: SuiteData) -> float:
+    """The share of each batch drawn from slices of the rarest class: the request's, else the suite's."""
+    return suite_data.oversample_foreground if request.oversample_foreground is None else request.oversample_foreground
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -151,8 +158,8 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         config_numerics(config.canonical()),
     )
     threads = ThreadGovernor(requested=1 if is_pinned() else request.threads)
-    share = suite_data.oversample_foreground if request.oversample_foreground is None else request.oversample_foreground
-    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads, oversample_foreground=share)
+    trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads,
+                      oversample_foreground=oversampling(request, suite_data))
     if folder.last_checkpoint.exists():
         trainer.restore()
         log(f"resuming {folder.path} at iteration {trainer.state.iteration}")
@@ -204,6 +211,7 @@ def _write_provenance(folder: RunFolder, config: RunConfig, run_id: str, budget,
          "data_roots": {k: str(Path(v).expanduser().resolve()) for k, v in _roots(request.options).items()},
          "splits": {role: list(ids) for role, ids in suite_data.splits.items()},
          "classes": dict(suite_data.classes), "channels": list(suite_data.channels), "slice_axis": request.options.slice_axis,
+         "training_slices": suite_data.training_slices, "foreground_share": oversampling(request, suite_data),
          "command": " ".join(sys.argv)},
     )
     write_json(folder.path / "environment.json", environment(device))

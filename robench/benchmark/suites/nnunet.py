@@ -198,7 +198,7 @@ def slice_axis_of(spacing_xyz: tuple[float, ...], requested: int | None = None) 
     """The file axis to slice along: `requested`, else the one of largest spacing (the last on a tie)."""
     if requested is not None:
         if requested not in (0, 1, 2):
-            raise DataError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {requested}")
+            raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {requested}")
         return requested
     largest = max(spacing_xyz[:3])
     return max(i for i in range(3) if spacing_xyz[i] == largest)
