@@ -198,6 +198,12 @@ def evaluate(
                       f"{', '.join(result.unlabelled[:10])}{' …' if len(result.unlabelled) > 10 else ''}", highlight=False)
     console.print(f"[green]records[/]: {path}")
     _print_summary(result.records)
+    from robench.benchmark.summary import by_site
+
+    per_site = by_site(result.records)
+    if len(per_site):
+        console.print("per site:")
+        _print_summary(per_site)
 
 
 @app.command()

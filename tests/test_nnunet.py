@@ -194,6 +194,17 @@ def test_brain_lgg_trains_on_du_and_tests_every_other_institution_with_more_than
     assert quarter.fingerprint != data.fingerprint
 
 
+@needs["lgg"]
+def test_brain_lgg_artefact_sets_are_made_on_its_own_grid(tmp_path):
+    data = get_suite("brain-lgg").build(SuiteOptions(data_root=LGG, corruptions=("graded",), cache_dir=tmp_path))
+    artefacts = {t.name: t for t in data.test_sets if t.kind == "artefact"}
+    assert len(artefacts) == 45 and all(len(t.cases) == 9 for t in artefacts.values())
+    case = artefacts["noise@5"].cases[0].load()
+    source = data.test_sets[0].cases[0].load()
+    assert case.meta["grid"] == "paper (1 mm in-plane)" and case.image.shape == source.image.shape  # 256² at 1 mm
+    assert case.meta["source_case"] == source.case_id and np.array_equal(case.label, source.label)
+
+
 def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_evaluates_another_folder(tmp_path):
     from typer.testing import CliRunner
 
@@ -255,3 +266,16 @@ def test_lesion_synth_is_written_in_the_nnunet_layout_at_the_foreground_fraction
     noise = [float(np.std(np.diff(c.image[6, 44:52, 44:52], axis=0))) for c in (a, b)]  # inside the ventricles
     assert noise[1] > noise[0]  # site B is noisier than A
     assert ensure_lesion_synth(tmp_path) == ensure_lesion_synth(tmp_path)  # cached: generated once
+
+
+def test_a_test_set_spanning_several_sites_is_summarised_per_site():
+    import pandas as pd
+
+    from robench.benchmark.summary import by_site, summarise_test_sets
+
+    rows = [{"test_set": "Other", "kind": "cross-site", "mode": "ftn", "case_id": f"c{i}", "site": site, "class": "abnormality",
+             "dice": d, "hd95": 1.0, "sensitivity": d, "precision": 1.0} for i, (site, d) in enumerate([("HT", 0.8), ("HT", 0.6), ("CS", 0.2)])]
+    records = pd.DataFrame(rows)
+    summary = summarise_test_sets(by_site(records)).set_index("test_set")
+    assert summary.loc["Other · HT", "dice"] == pytest.approx(0.7) and summary.loc["Other · CS", "cases"] == 1
+    assert by_site(records[records.site == "HT"]).empty

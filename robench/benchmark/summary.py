@@ -30,3 +30,11 @@ def summarise_test_sets(records: pd.DataFrame) -> pd.DataFrame:
 def class_names(records: pd.DataFrame) -> list[str]:
     """The classes of the records, in the order they first appear (the suite's label order)."""
     return list(dict.fromkeys(records["class"].astype(str)))
+
+
+def by_site(records: pd.DataFrame) -> pd.DataFrame:
+    """Records whose test set spans several sites, relabelled `<test set> · <site>` (a per-institution summary)."""
+    sites = records.groupby("test_set")["site"].transform("nunique")
+    several = records[sites > 1].copy()
+    several["test_set"] = several["test_set"].astype(str) + " · " + several["site"].astype(str)
+    return several

@@ -17,19 +17,17 @@ import numpy as np
 import torch
 import torchio as tio
 
-from robench.benchmark.config import PAPER_SPACING_MM
+from robench.benchmark.config import CARDIAC_GEOMETRY, Geometry
 from robench.benchmark.preprocess import PreparedVolume, prepare
 from robench.benchmark.suites.base import Case
 from robench.corruptions.recipe import Recipe, replay
 from robench.imageops import centre_crop, minmax_per_slice, uncrop
 
-CROP = 192
-
-
-def paper_grid(source: Case) -> tuple[PreparedVolume, torch.Tensor]:
-    """The resampled volume and its network-view stack: (Z, 192, 192), each slice min-max to [0, 1]."""
-    volume = prepare(source, PAPER_SPACING_MM)
-    return volume, minmax_per_slice(centre_crop(volume.image, CROP))
+def paper_grid(source: Case, geometry: Geometry = CARDIAC_GEOMETRY) -> tuple[PreparedVolume, torch.Tensor]:
+    """The volume resampled to the suite's paper grid and its network-view stack: (Z, crop, crop), each
+    slice min-max to [0, 1] (cardiac: 1.367 mm, 192², as the paper generated ACDC-C)."""
+    volume = prepare(source, geometry.spacing_mm)
+    return volume, minmax_per_slice(centre_crop(volume.image, geometry.crop))
 
 
 def grid_affine(shape: tuple[int, ...], spacing: tuple[float, float, float], physical: bool) -> np.ndarray:
@@ -60,13 +58,13 @@ def run_transform(recipe: Recipe, parameters: Mapping[str, Any], stack: torch.Te
 
 def corrupt_case(
     source: Case, recipe: Recipe, record: Mapping[str, Any], *, case_id: str, copy: int,
-    grid: tuple[PreparedVolume, torch.Tensor] | None = None,
+    grid: tuple[PreparedVolume, torch.Tensor] | None = None, geometry: Geometry = CARDIAC_GEOMETRY,
 ) -> Case:
-    """One artefact case on the paper grid from its source and its (frozen) parameter record.
+    """One artefact case on the suite's paper grid from its source and its (frozen) parameter record.
 
-    `grid` is `paper_grid(source)` when the caller already made it (every copy of a volume shares it)."""
-    volume, stack = grid if grid is not None else paper_grid(source)
-    spacing = (float(source.spacing[0]), PAPER_SPACING_MM, PAPER_SPACING_MM)
+    `grid` is `paper_grid(source, geometry)` when the caller already made it (every copy of a volume shares it)."""
+    volume, stack = grid if grid is not None else paper_grid(source, geometry)
+    spacing = (float(source.spacing[0]), geometry.spacing_mm, geometry.spacing_mm)
     corrupted = minmax_per_slice(run_transform(recipe, record["parameters"], stack, spacing))
     image = uncrop(corrupted, tuple(volume.image.shape[-2:]), 0.0).numpy().astype(np.float32)
     label = None
@@ -76,19 +74,19 @@ def corrupt_case(
         **source.meta,
         **{key: source.meta.get(key, "") for key in ("subject", "frame", "site", "vendor")},
         "corruption": recipe.corruption, "severity": recipe.severity, "copy": copy, "family": recipe.family,
-        "set": recipe.name, "source_case": source.case_id, "grid": f"paper ({PAPER_SPACING_MM} mm in-plane)",
+        "set": recipe.name, "source_case": source.case_id, "grid": f"paper ({geometry.spacing_mm:g} mm in-plane)",
         "corruption_record": dict(record),
     }
-    return Case(case_id, image, label, spacing, meta, paper_grid_affine(source, tuple(image.shape)))
+    return Case(case_id, image, label, spacing, meta, paper_grid_affine(source, tuple(image.shape), geometry.spacing_mm))
 
 
-def paper_grid_affine(source: Case, shape: tuple[int, int, int]) -> np.ndarray:
+def paper_grid_affine(source: Case, shape: tuple[int, int, int], spacing_mm: float = CARDIAC_GEOMETRY.spacing_mm) -> np.ndarray:
     """(X, Y, Z) voxel-to-world affine of the resampled grid: the source's field-of-view centre, exact paper spacing."""
     z, y, x = source.spacing
     base = source.affine if source.affine is not None else np.diag([x, y, z, 1.0])
     old = np.asarray(source.image.shape[::-1], np.float64)  # (X, Y, Z)
     new = np.asarray(shape[::-1], np.float64)
-    scale = np.array([PAPER_SPACING_MM / x, PAPER_SPACING_MM / y, 1.0])
+    scale = np.array([spacing_mm / x, spacing_mm / y, 1.0])
     to_old = np.diag([*scale, 1.0])
     to_old[:3, 3] = (old - 1) / 2 - scale * (new - 1) / 2  # centre voxel maps to centre voxel
     return np.asarray(base, np.float64) @ to_old

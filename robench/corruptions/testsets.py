@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
-from robench.benchmark.suites.base import Case, CaseRef, TestSet
+from robench.benchmark.config import CARDIAC_GEOMETRY, Geometry
+from robench.benchmark.suites.base import Case, CaseRef, SuiteOptions, TestSet
 from robench.corruptions.acdc_c import acdc_c_recipes
 from robench.corruptions.frozen import Header, derive_seed, frozen_parameters, source_sha256
 from robench.corruptions.graded import graded_recipes
@@ -43,8 +45,25 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
 
 
+def suite_artefact_sets(intra: TestSet, options: SuiteOptions, suite: str, fingerprint: str,
+                        geometry: Geometry | None = None) -> tuple[TestSet, ...]:
+    """The frozen artefact copies of a suite's intra test set, per `--corruptions`, on the suite's paper grid.
+
+    The one place every suite gets its artefact sets from. Their parameter files are cached per
+    suite and data fingerprint, so two data folders never share (and never trip over) each
+    other's frozen parameters.
+    """
+    if not options.corruptions:
+        return ()
+    base = Path(options.cache_dir) / "corruptions" if options.cache_dir is not None else default_cache_dir()
+    key = f"{suite}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+    return artefact_test_sets(intra, seed=options.corruption_seed, families=options.corruptions, cache_dir=base / key,
+                              geometry=geometry or CARDIAC_GEOMETRY)
+
+
 def artefact_test_sets(
-    intra: TestSet, *, seed: int = 0, families: Sequence[str] = ("acdc-c",), cache_dir: Path | None = None
+    intra: TestSet, *, seed: int = 0, families: Sequence[str] = ("acdc-c",), cache_dir: Path | None = None,
+    geometry: Geometry = CARDIAC_GEOMETRY,
 ) -> tuple[TestSet, ...]:
     """The artefact sets of one clean test set: ACDC-C (4 sets × 3 copies), graded (9 types × 5 severities).
 
@@ -70,18 +89,19 @@ def artefact_test_sets(
                     **ref.meta, "corruption": recipe.corruption, "severity": recipe.severity, "copy": copy,
                     "family": recipe.family, "source_case": ref.case_id,
                 }
-                refs.append(CaseRef(case_id, functools.partial(load_artefact, ref, recipe, header, path, case_id), meta))
+                refs.append(CaseRef(case_id, functools.partial(load_artefact, ref, recipe, header, path, case_id, geometry), meta))
         meta = {"corruption": recipe.corruption, "severity": recipe.severity, "family": recipe.family,
                 "source": intra.name, "corruption_seed": seed, "copies": recipe.copies}
         sets.append(TestSet(recipe.name, "artefact", tuple(refs), meta))
     return tuple(sets)
 
 
-def load_artefact(source: CaseRef, recipe: Recipe, header: Header, path: Path | None, case_id: str) -> Case:
-    """Read the source, replay (or draw and freeze) its parameters, corrupt it on the paper grid."""
-    case, digest, grid = _SOURCES.get(source)
+def load_artefact(source: CaseRef, recipe: Recipe, header: Header, path: Path | None, case_id: str,
+                  geometry: Geometry = CARDIAC_GEOMETRY) -> Case:
+    """Read the source, replay (or draw and freeze) its parameters, corrupt it on the suite's paper grid."""
+    case, digest, grid = _SOURCES.get(source, geometry)
     record = frozen_parameters(path, header, digest, recipe.draw)
-    return corrupt_case(case, recipe, record, case_id=case_id, copy=header.copy, grid=grid)
+    return corrupt_case(case, recipe, record, case_id=case_id, copy=header.copy, grid=grid, geometry=geometry)
 
 
 class _SourceCache:
@@ -95,21 +115,21 @@ class _SourceCache:
 
     def __init__(self, size: int = 4):
         self.size = size
-        self._entries: OrderedDict[int, tuple[CaseRef, tuple]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, Geometry], tuple[CaseRef, tuple]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, source: CaseRef) -> tuple[Case, str, tuple]:
+    def get(self, source: CaseRef, geometry: Geometry = CARDIAC_GEOMETRY) -> tuple[Case, str, tuple]:
         with self._lock:
-            return self._get(source)
+            return self._get(source, geometry)
 
-    def _get(self, source: CaseRef) -> tuple[Case, str, tuple]:
-        key = id(source)
+    def _get(self, source: CaseRef, geometry: Geometry) -> tuple[Case, str, tuple]:
+        key = (id(source), geometry)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is source:
             self._entries.move_to_end(key)
             return hit[1]
         case = source.load()
-        value = (case, source_sha256(case), paper_grid(case))
+        value = (case, source_sha256(case), paper_grid(case, geometry))
         self._entries[key] = (source, value)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)

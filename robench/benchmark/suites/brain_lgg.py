@@ -15,6 +15,7 @@ from pathlib import Path
 
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, nested_subset, register_suite, seeded_split
 from robench.benchmark.suites.nnunet import case_refs, external_dataset, fingerprint, header_geometry, read_dataset
+from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError, DataError
 
 TRAIN_SITE = "DU"
@@ -63,6 +64,9 @@ class BrainLggSuite:
                 left_out.append(f"{site} ({len(cases)} patient)")
                 continue
             test_sets.append(TestSet(site, "cross-site", refs([r.case_id for r in cases]), {"site": site}))
+        geometry = header_geometry(dataset, dataset.cases, options.slice_axis)
+        data_fingerprint = fingerprint(dataset, options, split_seed=options.cval, shares=[INTRA_TEST_SHARE, VAL_SHARE], site=TRAIN_SITE)
+        test_sets += suite_artefact_sets(test_sets[0], options, self.name, data_fingerprint, geometry)
         notes = [
             f"trained on {len(train)} {TRAIN_SITE} patients (pool {len(split['train'])}, split seed {options.cval}); "
             f"intra test {len(split['test'])} {TRAIN_SITE} patients",
@@ -72,9 +76,7 @@ class BrainLggSuite:
             notes.append(f"in no test set (a single patient is not a test set): {', '.join(left_out)}")
         return SuiteData(
             self.name, refs(train), refs(split["val"]), tuple(test_sets), dataset.classes,
-            fingerprint(dataset, options, split_seed=options.cval, shares=[INTRA_TEST_SHARE, VAL_SHARE], site=TRAIN_SITE),
-            tuple(notes),
-            geometry=header_geometry(dataset, dataset.cases, options.slice_axis),
+            data_fingerprint, tuple(notes), geometry=geometry,
             splits={"train": train, "train_pool": split["train"], "val": split["val"], "test": split["test"]},
             channels=dataset.channels, training_slices="all", oversample_foreground=1 / 3,
         )

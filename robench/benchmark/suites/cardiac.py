@@ -7,13 +7,13 @@ data path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from robench.benchmark.fingerprint import fingerprint_files
 from robench.benchmark.suites import acdc, mnms
 from robench.benchmark.suites.sunnybrook import sunnybrook_test_set
+from robench.corruptions.testsets import suite_artefact_sets
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, register_suite
 from robench.errors import ConfigError, DataError
 from robench.labels import CARDIAC_CLASSES
@@ -77,21 +77,6 @@ def mnms_test_sets(root: Path, prefix: str = "M&Ms-", *, per_vendor: bool = True
     return sets, files
 
 
-def artefact_sets(intra: TestSet, options: SuiteOptions, suite: str, fingerprint: str) -> tuple[TestSet, ...]:
-    """The frozen artefact copies of the intra test set (ACDC-C, graded), per `--corruptions`.
-
-    Their parameter files are cached per suite and data fingerprint, so two data folders never
-    share (and never trip over) each other's frozen parameters.
-    """
-    from robench.corruptions.testsets import artefact_test_sets, default_cache_dir
-
-    if not options.corruptions:
-        return ()
-    base = Path(options.cache_dir) / "corruptions" if options.cache_dir is not None else default_cache_dir()
-    key = f"{suite}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
-    return artefact_test_sets(intra, seed=options.corruption_seed, families=options.corruptions, cache_dir=base / key)
-
-
 class CardiacSuite:
     name = "cardiac"
     description = "ACDC paper protocol: 10 training subjects (cval 0/1/2), 20 test subjects; M&Ms, Sunnybrook when given"
@@ -114,7 +99,7 @@ class CardiacSuite:
         files = _subject_files(train + val + test, root)
         fingerprints = {"acdc": fingerprint_files(files, root)}
         fingerprint = json.dumps(fingerprints, sort_keys=True)
-        test_sets += artefact_sets(test_sets[0], options, self.name, fingerprint)
+        test_sets += suite_artefact_sets(test_sets[0], options, self.name, fingerprint)
         mnms_root = options.extra_roots.get("mnms")
         if mnms_root is not None:
             sets, _ = mnms_test_sets(Path(mnms_root).expanduser().resolve(), per_vendor=False)
@@ -148,7 +133,7 @@ class CardiacSynthSuite:
         mnms_sets, _ = mnms_test_sets(root / "mnms", prefix="Site")
         intra = TestSet("SiteA", "intra", _refs(pick["test"], meta))
         fingerprint = json.dumps({"synth": f"{GENERATOR_VERSION}:{root.name}"})
-        test_sets = (intra, *mnms_sets, *artefact_sets(intra, options, self.name, fingerprint))
+        test_sets = (intra, *mnms_sets, *suite_artefact_sets(intra, options, self.name, fingerprint))
         return SuiteData(
             self.name, _refs(pick["train"], meta), _refs(pick["val"], meta), test_sets, CARDIAC_CLASSES,
             fingerprint,

@@ -22,6 +22,7 @@ import numpy as np
 from robench.benchmark.suites.base import SuiteData, SuiteOptions, TestSet, nested_subset, register_suite
 from robench.benchmark.suites.generated import ensure_generated
 from robench.benchmark.suites.nnunet import case_refs, fingerprint, header_geometry, read_dataset
+from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError
 from robench.home import robench_home
 
@@ -135,14 +136,16 @@ class LesionSynthSuite:
         def refs(cases):
             return case_refs(dataset, cases, options.slice_axis, lambda raw: {"site": raw.case_id[4], "vendor": ""})
 
-        test_sets = (TestSet("SiteA", "intra", refs(test), {"site": "A"}),
-                     *(TestSet(f"Site{s}", "cross-site", refs(by_site[s]), {"site": s}) for s in ("B", "C")))
+        intra = TestSet("SiteA", "intra", refs(test), {"site": "A"})
+        geometry = header_geometry(dataset, dataset.cases, options.slice_axis)
+        data_fingerprint = fingerprint(dataset, options, generator=GENERATOR_VERSION)
+        test_sets = (intra, *(TestSet(f"Site{s}", "cross-site", refs(by_site[s]), {"site": s}) for s in ("B", "C")),
+                     *suite_artefact_sets(intra, options, self.name, data_fingerprint, geometry))
         train = [r for r in pool if r.case_id in train_ids]
         return SuiteData(
-            self.name, refs(train), refs(val), test_sets, dataset.classes,
-            fingerprint(dataset, options, generator=GENERATOR_VERSION),
+            self.name, refs(train), refs(val), test_sets, dataset.classes, data_fingerprint,
             ("synthetic stand-in: lesion fraction 1:500 of the head, three sites of other contrast and noise",),
-            geometry=header_geometry(dataset, dataset.cases, options.slice_axis),
+            geometry=geometry,
             splits={"train": tuple(sorted(train_ids)), "train_pool": tuple(r.case_id for r in pool),
                     "val": tuple(r.case_id for r in val), "test": tuple(r.case_id for r in test)},
             channels=dataset.channels, training_slices="all", oversample_foreground=1 / 3,

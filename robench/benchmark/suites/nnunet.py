@@ -27,6 +27,7 @@ from robench.benchmark.suites.base import (
     Case, CaseRef, SuiteData, SuiteOptions, TestSet, check_case, nested_subset, register_suite, seeded_split,
 )
 from robench.benchmark.suites.nifti import load_nifti, slice_axes, to_slices
+from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError, DataError
 
 Layout = Literal["nnunet-v2", "msd"]
@@ -296,12 +297,14 @@ class NnunetSuite:
             return case_refs(dataset, [by_id[i] for i in ids], options.slice_axis, lambda raw: meta)
 
         test = TestSet(dataset.name, "intra", refs(split["test"]), {"site": dataset.name})
+        geometry = header_geometry(dataset, dataset.cases, options.slice_axis)
+        data_fingerprint = fingerprint(dataset, options, split_seed=options.cval, shares=[TEST_SHARE, VAL_SHARE])
+        artefacts = suite_artefact_sets(test, options, self.name, data_fingerprint, geometry) if len(dataset.channels) == 1 else ()
         return SuiteData(
-            self.name, refs(train), refs(split["val"]), (test,), dataset.classes,
-            fingerprint(dataset, options, split_seed=options.cval, shares=[TEST_SHARE, VAL_SHARE]),
+            self.name, refs(train), refs(split["val"]), (test, *artefacts), dataset.classes, data_fingerprint,
             (f"{dataset.description}; split seed {options.cval}: {len(train)} training (of a pool of "
              f"{len(split['train'])}), {len(split['val'])} validation, {len(split['test'])} test cases",),
-            geometry=header_geometry(dataset, dataset.cases, options.slice_axis),
+            geometry=geometry,
             splits={"train": train, "train_pool": split["train"], "val": split["val"], "test": split["test"]},
             channels=dataset.channels, training_slices="all", oversample_foreground=1 / 3,
         )
