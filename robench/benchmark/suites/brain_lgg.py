@@ -15,7 +15,6 @@ from pathlib import Path
 
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, nested_subset, register_suite, seeded_split
 from robench.benchmark.suites.nnunet import case_refs, external_dataset, fingerprint, header_geometry, read_dataset
-from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError, DataError
 
 TRAIN_SITE = "DU"
@@ -37,6 +36,8 @@ class BrainLggSuite:
     source = "user-supplied: --data-root lgg-flair (nnU-Net v2 raw layout of the Buda et al. 2019 release)"
 
     def build(self, options: SuiteOptions) -> SuiteData:
+        from robench.corruptions.testsets import suite_artefact_sets  # corruptions import the suites: here, not at the top
+
         if options.data_root is None:
             raise ConfigError("the brain-lgg suite needs --data-root pointing at the lgg-flair folder (nnU-Net v2 raw layout)")
         dataset = read_dataset(options.data_root)

@@ -13,7 +13,6 @@ from pathlib import Path
 from robench.benchmark.fingerprint import fingerprint_files
 from robench.benchmark.suites import acdc, mnms
 from robench.benchmark.suites.sunnybrook import sunnybrook_test_set
-from robench.corruptions.testsets import suite_artefact_sets
 from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, register_suite
 from robench.errors import ConfigError, DataError
 from robench.labels import CARDIAC_CLASSES
@@ -83,6 +82,8 @@ class CardiacSuite:
     source = "user-supplied: --data-root ACDC (official NIfTI or SSL4MIS HDF5 + info.csv); --mnms-root, --sunnybrook-root optional"
 
     def build(self, options: SuiteOptions) -> SuiteData:
+        from robench.corruptions.testsets import suite_artefact_sets  # corruptions import the suites: here, not at the top
+
         if options.data_root is None:
             raise ConfigError("the cardiac suite needs --data-root pointing at an ACDC folder (NIfTI or HDF5 layout)")
         if options.cval not in ACDC_TRAIN:
@@ -122,6 +123,8 @@ class CardiacSynthSuite:
     source = "generated on first use into $ROBENCH_HOME/synth (ACDC layout for site A, M&Ms layout for B–D)"
 
     def build(self, options: SuiteOptions) -> SuiteData:
+        from robench.corruptions.testsets import suite_artefact_sets  # corruptions import the suites: here, not at the top
+
         from robench.benchmark.suites.synth import GENERATOR_VERSION, ensure_cardiac_synth
 
         root = ensure_cardiac_synth(options.cache_dir)

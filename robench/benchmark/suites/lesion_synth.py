@@ -22,7 +22,6 @@ import numpy as np
 from robench.benchmark.suites.base import SuiteData, SuiteOptions, TestSet, nested_subset, register_suite
 from robench.benchmark.suites.generated import ensure_generated
 from robench.benchmark.suites.nnunet import case_refs, fingerprint, header_geometry, read_dataset
-from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError
 from robench.home import robench_home
 
@@ -122,6 +121,8 @@ class LesionSynthSuite:
     source = "generated on first use into $ROBENCH_HOME/lesion-synth, in the nnU-Net v2 raw layout (read back by the nnunet reader)"
 
     def build(self, options: SuiteOptions) -> SuiteData:
+        from robench.corruptions.testsets import suite_artefact_sets  # corruptions import the suites: here, not at the top
+
         if options.cval != 0:
             raise ConfigError(f"lesion-synth has one split (cval 0), got --cval {options.cval}; vary --seed instead")
         root = ensure_lesion_synth(options.cache_dir)

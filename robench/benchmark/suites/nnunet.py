@@ -27,7 +27,6 @@ from robench.benchmark.suites.base import (
     Case, CaseRef, SuiteData, SuiteOptions, TestSet, check_case, nested_subset, register_suite, seeded_split,
 )
 from robench.benchmark.suites.nifti import load_nifti, slice_axes, to_slices
-from robench.corruptions.testsets import suite_artefact_sets
 from robench.errors import ConfigError, DataError
 
 Layout = Literal["nnunet-v2", "msd"]
@@ -285,6 +284,8 @@ class NnunetSuite:
     source = "user-supplied: --data-root DATASET_FOLDER (dataset.json, imagesTr/, labelsTr/; nnU-Net v2 raw or MSD)"
 
     def build(self, options: SuiteOptions) -> SuiteData:
+        from robench.corruptions.testsets import suite_artefact_sets  # corruptions import the suites: here, not at the top
+
         if options.data_root is None:
             raise ConfigError("the nnunet suite needs --data-root pointing at a data set folder (dataset.json, imagesTr/, labelsTr/)")
         dataset = read_dataset(options.data_root)
