@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -76,12 +77,22 @@ def test_materialised_files_hold_the_case_and_its_parameters(tmp_path):
 
 
 class _ToySuite:
+    """Two tiny volumes; `--data-root` names a variant of their bytes (as two copies of a folder would differ)."""
+
     name = "toy-corruptions"
     description = "two tiny volumes"
     source = "test"
 
     def build(self, options):
-        return SuiteData(self.name, (), (), (_intra(),), {"LV": 3}, "toy")
+        from robench.corruptions.testsets import suite_artefact_sets
+
+        intra = _intra()
+        if options.data_root is not None and Path(options.data_root).name == "edited":
+            first = intra.cases[0].load()
+            edited = Case(first.case_id, first.image + 0.01, first.label, first.spacing, first.meta)
+            intra = base.TestSet("Toy", "intra", (CaseRef(first.case_id, lambda: edited, dict(first.meta)), *intra.cases[1:]))
+        fingerprint = f"toy-{Path(options.data_root).name if options.data_root else ''}"
+        return SuiteData(self.name, (), (), (intra, *suite_artefact_sets(intra, options, self.name, fingerprint)), {"LV": 3}, fingerprint)
 
 
 def _app() -> typer.Typer:
@@ -109,7 +120,19 @@ def test_corrupt_writes_the_sets_of_a_suite(tmp_path, monkeypatch):
     assert "RandSpike" in out.output
     written = sorted(p.name for p in (tmp_path / "out" / "RandSpike").iterdir())
     assert len(written) == 2 * 3 * 3 and "patient008_ED_copy3_label.nii.gz" in written
-    assert (tmp_path / "cache" / "Toy" / "seed-3" / "RandSpike" / "patient008_ED_copy3.json").is_file()
+    # the cache `robench run` uses: per suite and data fingerprint
+    assert len(list((tmp_path / "cache" / "corruptions").glob("toy-corruptions-*/Toy/seed-3/RandSpike/patient008_ED_copy3.json"))) == 1
+
+
+def test_corrupt_on_a_second_copy_of_a_folder_whose_bytes_differ_works(tmp_path, monkeypatch):
+    # one cache keyed by set name and seed alone tripped over the first copy's frozen source hash
+    monkeypatch.setitem(base.SUITES, _ToySuite.name, _ToySuite())
+    for root in ("original", "edited"):
+        args = ["corrupt", "--suite", _ToySuite.name, "--data-root", str(tmp_path / root), "--out", str(tmp_path / f"out-{root}"),
+                "--cache-dir", str(tmp_path / "cache"), "--families", "acdc-c"]
+        out = CliRunner().invoke(_app(), args)
+        assert out.exit_code == 0, out.output
+    assert len(list((tmp_path / "cache" / "corruptions").glob("toy-corruptions-*"))) == 2
 
 
 def test_the_figure_has_one_row_per_type_plus_acdc_c(tmp_path):

@@ -47,21 +47,22 @@ def corrupt(
     out: Path = typer.Option(Path("corrupted"), help="Output folder: <out>/<set>/<case>_image.nii.gz, _label.nii.gz, .json."),
     seed: int = typer.Option(0, help="Corruption seed; the same seed writes byte-identical files."),
     families: str = typer.Option("acdc-c", help="acdc-c (the paper's four sets), graded (9 types × 5 severities), all."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Frozen parameter cache (default $ROBENCH_HOME/corruptions)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where generated data and frozen parameters are cached (default $ROBENCH_HOME)."),
 ) -> None:
-    """Write the artefact test sets of a suite to disk as NIfTI images, labels and parameter files."""
+    """Write the artefact test sets of a suite to disk as NIfTI images, labels and parameter files.
+
+    The sets are the ones `robench run` evaluates: the suite builds them (one function for every
+    suite, keyed by suite and data fingerprint), so the files and a run's records agree."""
     from robench.benchmark.suites import SuiteOptions, get_suite, parse_corruption_families
     from robench.corruptions.materialise import materialise
-    from robench.corruptions.testsets import artefact_test_sets
 
     chosen = parse_corruption_families(families)
     if not chosen:
         raise ConfigError("no corruption family selected; use --families acdc-c, graded or all")
-    data = get_suite(suite).build(SuiteOptions(data_root=data_root))
-    intra = [t for t in data.test_sets if t.kind == "intra"]
-    if not intra:
-        raise ConfigError(f"suite {suite!r} has no intra test set to corrupt")
-    sets = [s for t in intra for s in artefact_test_sets(t, seed=seed, families=chosen, cache_dir=cache_dir)]
+    options = SuiteOptions(data_root=data_root, cache_dir=cache_dir, corruptions=chosen, corruption_seed=seed)
+    sets = [t for t in get_suite(suite).build(options).test_sets if t.kind == "artefact"]
+    if not sets:
+        raise ConfigError(f"suite {suite!r} makes no artefact sets (it has no single-channel intra test set)")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("corrupting", total=sum(len(s.cases) for s in sets))

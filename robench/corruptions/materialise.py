@@ -42,10 +42,11 @@ def materialise(
         for ref in test_set.cases:
             case = ref.load()
             stem = safe_name(case.case_id)
-            save_nifti(case.image.astype(np.float32), case_affine(case), folder / f"{stem}_image.nii.gz")
+            axis = int(case.meta.get("slice_axis", 2))  # the file axis the suite sliced along
+            save_nifti(case.image.astype(np.float32), case_affine(case), folder / f"{stem}_image.nii.gz", axis)
             files += 1
             if case.label is not None:
-                save_nifti(case.label, case_affine(case), folder / f"{stem}_label.nii.gz")
+                save_nifti(case.label, case_affine(case), folder / f"{stem}_label.nii.gz", axis)
                 files += 1
             record = case.meta.get("corruption_record")
             if record is not None:
