@@ -236,6 +236,10 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     assert set(folder.all_records()["case_id"]) >= {"o1", "o2"}
     result = cli.invoke(app, ["leaderboard", str(out), "--metric", "sens"])
     assert result.exit_code == 0 and "sensitivity" in result.output.lower() and "empty masks" in result.output.lower()
+    full = [a if a != "0.5" else "1.0" for a in args] + ["--corruptions", "none"]
+    assert cli.invoke(app, full).exit_code == 0
+    result = cli.invoke(app, ["leaderboard", str(out)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and "train_fraction=0.5" in result.output  # another setting, not pooled with the full data
     wrong = write_nnunet_v2(tmp_path / "Dataset003_Wrong", ["w1"], labels={"background": 0, "tumour": 1})
     result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(wrong), "--device", "cpu"])
     assert result.exit_code != 0 and "differ from the run's" in result.output

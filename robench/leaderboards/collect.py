@@ -155,9 +155,9 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
         "run_id": run_id,
         "path": str(folder.relative_to(root)),
         **{key: config[key] for key in ("method", "suite", "budget", "seed", "cval")},
-        # a bf16 run is another setting of its method (it has other floats): the precision joins the
-        # hparams key, so tables name it only where a method was run at both precisions
-        "hparams": canonical_hparams({**config["hparams"], **_precision_setting(config)}),
+        # a bf16 run, or one on a fraction of the training data, is another setting of its method:
+        # those fields join the hparams key, so tables name them only where they differ
+        "hparams": canonical_hparams({**config["hparams"], **_run_setting(config)}),
     }
     for key in COST_KEYS:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
@@ -165,9 +165,16 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     return records, run
 
 
-def _precision_setting(config: Mapping) -> dict[str, str]:
-    precision = str(config.get("precision", "fp32"))
-    return {} if precision == "fp32" else {"precision": precision}
+def _run_setting(config: Mapping) -> dict[str, object]:
+    """Run-config fields besides the hparams that make another setting of a method, where not at their default."""
+    setting: dict[str, object] = {}
+    if str(config.get("precision", "fp32")) != "fp32":
+        setting["precision"] = str(config["precision"])
+    if float(config.get("train_fraction", 1.0)) != 1.0:
+        setting["train_fraction"] = float(config["train_fraction"])
+    if config.get("oversample_foreground") is not None:
+        setting["oversample_foreground"] = float(config["oversample_foreground"])
+    return setting
 
 
 def _check_no_duplicate_test_sets(parts: list[pd.DataFrame], folder: Path) -> None:
