@@ -285,3 +285,13 @@ def test_a_test_set_spanning_several_sites_is_summarised_per_site():
     summary = summarise_test_sets(by_site(records)).set_index("test_set")
     assert summary.loc["Other · HT", "dice"] == pytest.approx(0.7) and summary.loc["Other · CS", "cases"] == 1
     assert by_site(records[records.site == "HT"]).empty
+
+
+def test_the_cardiac_suites_train_on_nested_fractions_of_their_subjects_too():
+    full = get_suite("cardiac-synth").build(SuiteOptions())
+    half = get_suite("cardiac-synth").build(SuiteOptions(train_fraction=0.5))
+    subjects = {r.case_id.rsplit("_", 1)[0] for r in full.train}
+    kept = {r.case_id.rsplit("_", 1)[0] for r in half.train}
+    assert len(subjects) == 10 and len(kept) == 5 and kept < subjects
+    assert len(half.train) == 2 * len(kept)  # both frames of every kept subject
+    assert [r.case_id for r in half.test_sets[0].cases] == [r.case_id for r in full.test_sets[0].cases]

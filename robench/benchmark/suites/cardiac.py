@@ -13,7 +13,7 @@ from pathlib import Path
 from robench.benchmark.fingerprint import fingerprint_files
 from robench.benchmark.suites import acdc, mnms
 from robench.benchmark.suites.sunnybrook import sunnybrook_test_set
-from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, register_suite
+from robench.benchmark.suites.base import CaseRef, SuiteData, SuiteOptions, TestSet, nested_subset, register_suite
 from robench.errors import ConfigError, DataError
 from robench.labels import CARDIAC_CLASSES
 
@@ -48,6 +48,12 @@ def _select(subjects: dict[str, acdc.AcdcSubject], ids: tuple[str, ...], root: P
     if missing:
         raise DataError(f"{root}: the {role} split needs {', '.join(missing)}, which are not in this ACDC folder")
     return [subjects[i] for i in ids]
+
+
+def _fraction(subjects: list, options: SuiteOptions) -> list:
+    """The training subjects of `--train-fraction` (a nested subset; all of them at 1)."""
+    keep = set(nested_subset([s.subject for s in subjects], options.train_fraction))
+    return [s for s in subjects if s.subject in keep]
 
 
 def _refs(subjects, meta) -> tuple[CaseRef, ...]:
@@ -90,7 +96,7 @@ class CardiacSuite:
             raise ConfigError(f"--cval must be one of {sorted(ACDC_TRAIN)} for the cardiac suite, got {options.cval}")
         root = Path(options.data_root).expanduser().resolve()
         subjects = acdc.discover_acdc(root)
-        train = _select(subjects, _ids(ACDC_TRAIN[options.cval]), root, f"cval {options.cval} training")
+        train = _fraction(_select(subjects, _ids(ACDC_TRAIN[options.cval]), root, f"cval {options.cval} training"), options)
         val = _select(subjects, _ids(ACDC_VAL[options.cval]), root, f"cval {options.cval} validation")
         test = _select(subjects, ACDC_TEST, root, "test")
         meta = {"site": "ACDC", "vendor": ""}
@@ -138,7 +144,7 @@ class CardiacSynthSuite:
         fingerprint = json.dumps({"synth": f"{GENERATOR_VERSION}:{root.name}"})
         test_sets = (intra, *mnms_sets, *suite_artefact_sets(intra, options, self.name, fingerprint))
         return SuiteData(
-            self.name, _refs(pick["train"], meta), _refs(pick["val"], meta), test_sets, CARDIAC_CLASSES,
+            self.name, _refs(_fraction(pick["train"], options), meta), _refs(pick["val"], meta), test_sets, CARDIAC_CLASSES,
             fingerprint,
             ("synthetic stand-in for real data: numbers here are not ACDC numbers",),
         )
