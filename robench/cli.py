@@ -90,9 +90,9 @@ def methods() -> None:
     """List registered methods with their paper reference."""
     from robench.methods import METHODS
 
-    table = Table("method", "description", "reference")
+    table = Table("method", "description", "reference", "channels")
     for name, cls in sorted(METHODS.items()):
-        table.add_row(name, cls.description, cls.reference)
+        table.add_row(name, cls.description, cls.reference, "any" if cls.multichannel else "1")
     console.print(table)
 
 

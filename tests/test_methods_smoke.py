@@ -13,7 +13,7 @@ from robench.benchmark.suites import SuiteOptions
 from robench.cli import app
 from robench.errors import ConfigError
 from robench.imageops import centre_crop
-from robench.methods import Batch, get_method, resolve_hparams
+from robench.methods import METHODS, Batch, get_method, resolve_hparams
 
 BASELINES = ("rand-conv", "adv-noise", "adv-bias", "rand-mwm", "no-aug", "heuristic", "rand-augment")
 P, CROP = 40, 32
@@ -102,3 +102,26 @@ def test_invalid_hyperparameters_fail_at_construction(name, key, value):
     cls = get_method(name)
     with pytest.raises(ConfigError, match=key):
         cls({**cls.hparams, key: value}, num_classes=4, device=torch.device("cpu"), seed=0)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_either_trains_on_two_channels_or_refuses_them_clearly(name):
+    """Multi-channel suites (FLAIR + T1c, …): the image channels reach the network as input channels."""
+    cls = get_method(name)
+    if not cls.multichannel:
+        with pytest.raises(ConfigError, match="single-channel images only"):
+            cls(cls.hparams, num_classes=4, device=torch.device("cpu"), seed=0, in_channels=2)
+        return
+    method = cls(cls.hparams, num_classes=4, device=torch.device("cpu"), seed=0, in_channels=2)
+    labels = torch.zeros(2, P, P, dtype=torch.int64)
+    labels[:, 12:28, 12:28] = 2
+    second = torch.rand(2, 1, P, P, generator=torch.Generator().manual_seed(1))
+    images = torch.cat([labels.float()[:, None] / 3, second], 1)  # channel 0 carries the anatomy, channel 1 noise
+    aug_x, aug_y = method.augment(images, labels, crop=CROP, generator=torch.Generator().manual_seed(0))
+    assert aug_x.shape == (2, 2, CROP, CROP)
+    losses = method.update(Batch(torch.cat([aug_x, centre_crop(images, CROP)]), torch.cat([aug_y, centre_crop(labels, CROP)]), 2))
+    assert all(math.isfinite(float(v)) for v in losses.values())
+    method.eval()
+    with torch.no_grad():
+        for mode in method.prediction_modes:
+            assert method.predict(centre_crop(images, CROP), mode).shape == (2, 4, CROP, CROP)

@@ -143,14 +143,26 @@ def _edit(root: Path, **changes) -> None:
     (root / "dataset.json").write_text(json.dumps(spec))
 
 
-def test_multichannel_data_are_read_but_training_them_is_refused_clearly(tmp_path):
-    from robench.benchmark.runner import check_trainable
+def test_multichannel_input_reaches_the_network_as_channels(tmp_path):
+    from typer.testing import CliRunner
 
-    write_nnunet_v2(tmp_path, [f"c{i}" for i in range(5)], channels=("FLAIR", "T1c"))
-    data = get_suite("nnunet").build(SuiteOptions(data_root=tmp_path))
-    assert data.channels == ("FLAIR", "T1c")
-    with pytest.raises(ConfigError, match="2 input channels"):
-        check_trainable(data)
+    from robench.benchmark.store import RunFolder
+    from robench.cli import app
+
+    write_nnunet_v2(tmp_path / "data", [f"c{i}" for i in range(5)], channels=("FLAIR", "T1c"))
+    data = get_suite("nnunet").build(SuiteOptions(data_root=tmp_path / "data"))
+    assert data.channels == ("FLAIR", "T1c") and not [t for t in data.test_sets if t.kind == "artefact"]
+    out = tmp_path / "runs"
+    args = ["run", "--suite", "nnunet", "--data-root", str(tmp_path / "data"), "--budget", "smoke", "--out", str(out), "--threads", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list(out.iterdir())
+    assert RunFolder(run_dir).config()["channels"] == ["FLAIR", "T1c"] and len(RunFolder(run_dir).records())
+    from robench.benchmark.reopen import reopen
+
+    assert reopen(run_dir, "cpu").method.net.encoder.stem[0].in_channels == 2  # FLAIR and T1c as two input channels
+    refused = CliRunner().invoke(app, [*args, "--method", "rand-conv"])
+    assert refused.exit_code != 0 and "single-channel images only" in refused.output
 
 
 @needs["brats"]

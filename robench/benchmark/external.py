@@ -107,6 +107,11 @@ def mask_targets(images: list[Path], out: Path) -> list[Path]:
 def predict_files(run_dir: Path, images: list[Path], out: Path, *, mode: str | None, device: str) -> Iterator[Path]:
     run = reopen(run_dir, device)
     method, budget = run.method, run.budget
+    if method.in_channels > 1:
+        raise ConfigError(
+            f"{run_dir}: a run on {method.in_channels} input channels; `predict` reads one file per image — "
+            "evaluate such runs with `robench evaluate --test-root` on a folder in the suite's layout"
+        )
     mode = method.check_mode(mode)
     targets = mask_targets(images, out)
     out.mkdir(parents=True, exist_ok=True)

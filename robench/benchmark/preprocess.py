@@ -48,20 +48,26 @@ def resample_slices(volume: np.ndarray | torch.Tensor, size: tuple[int, int], *,
 class PreparedVolume:
     """A volume resampled to the training resolution, before fitting."""
 
-    image: torch.Tensor  # (Z, Y', X') float in [0, 1]
+    image: torch.Tensor  # (Z, Y', X') or (Z, C, Y', X') float in [0, 1]
     label: torch.Tensor | None  # (Z, Y', X') int64
-    original_shape: tuple[int, int, int]
+    original_shape: tuple[int, int, int]  # (Z, Y, X) of the case's grid
 
 
 def prepare(case: Case, spacing_mm: float) -> PreparedVolume:
     """Clip/rescale, resample in-plane. Artefact copies were normalised before and after their
     corruption on the paper's grid (protocol §3), so they are only resampled: clipping them again
     would cut off the very extremes (spikes, ghosts) the corruption put there."""
-    size = inplane_size(case.image.shape[1:], case.spacing[1:], spacing_mm)
+    size = inplane_size(case.image.shape[-2:], case.spacing[1:], spacing_mm)
     normalised = str(case.meta.get("grid", "")).startswith("paper")
-    image = resample_slices(case.image.astype(np.float32) if normalised else normalise_volume(case.image), size)
+    if normalised:
+        volume = case.image.astype(np.float32)
+    elif case.image.ndim == 4:  # (Z, C, Y, X): each channel normalised on its own (another contrast, another range)
+        volume = np.stack([normalise_volume(case.image[:, c]) for c in range(case.image.shape[1])], axis=1)
+    else:
+        volume = normalise_volume(case.image)
+    image = resample_slices(volume, size)
     label = None if case.label is None else resample_slices(case.label.astype(np.int64), size, labels=True)
-    return PreparedVolume(image, label, tuple(case.image.shape))  # type: ignore[arg-type]
+    return PreparedVolume(image, label, (case.image.shape[0], *case.image.shape[-2:]))  # type: ignore[arg-type]
 
 
 def training_slices(case: Case, spacing_mm: float, pad: int, *, all_slices: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +83,9 @@ def training_slices(case: Case, spacing_mm: float, pad: int, *, all_slices: bool
 
 
 def test_slices(vol: PreparedVolume, crop: int) -> torch.Tensor:
-    """(Z, 1, crop, crop) network input: centre fit, per-slice min-max."""
-    return minmax_per_slice(centre_crop(vol.image, crop))[:, None]
+    """(Z, C, crop, crop) network input (C = 1 for single-channel volumes): centre fit, per-slice min-max."""
+    slices = minmax_per_slice(centre_crop(vol.image, crop))
+    return slices[:, None] if slices.ndim == 3 else slices
 
 
 def labels_on_original_grid(probs: torch.Tensor, vol: PreparedVolume) -> torch.Tensor:

@@ -52,9 +52,10 @@ def config_numerics(config: Mapping[str, object]) -> NumericChoice:
 
 def build_method(
     name: str, hparams: dict, seed: int, num_classes: int, device, numerics: NumericChoice = NumericChoice(),
+    in_channels: int = 1,
 ) -> Method:
     cls = get_method(name)
-    return cls(hparams, num_classes=num_classes, device=device, seed=seed).use_numerics(numerics)
+    return cls(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels).use_numerics(numerics)
 
 
 def reopen(run_dir: Path | RunFolder, device: str = "auto", *, finished: bool = True) -> ReopenedRun:
@@ -69,7 +70,7 @@ def reopen(run_dir: Path | RunFolder, device: str = "auto", *, finished: bool = 
     classes = run_classes(config)
     method = build_method(
         config["method"], budget.effective_hparams(dict(config["hparams"])), config["seed"], len(classes) + 1,
-        pick_device(device), config_numerics(config),
+        pick_device(device), config_numerics(config), in_channels=len(config.get("channels") or ["image"]),
     )
     checkpoint = load_best(method, folder)
     return ReopenedRun(folder, config, budget, classes, method, checkpoint)

@@ -89,15 +89,6 @@ def check_request(request: RunRequest) -> None:
     check_writable(Path(request.out), "--out")
 
 
-def check_trainable(suite_data: SuiteData) -> None:
-    if len(suite_data.channels) > 1:
-        raise ConfigError(
-            f"suite {suite_data.name}: {len(suite_data.channels)} input channels ({', '.join(suite_data.channels)}); "
-            "robench reads multi-channel data but trains single-channel networks only so far — "
-            "give a data set with one channel"
-        )
-
-
 def oversampling(request: RunRequest, suite_data: SuiteData) -> float:
     """The share of each batch drawn from slices of the rarest class: the request's, else the suite's."""
     return suite_data.oversample_foreground if request.oversample_foreground is None else request.oversample_foreground
@@ -119,7 +110,11 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
     suite_data: SuiteData = get_suite(request.suite).build(request.options)
-    check_trainable(suite_data)
+    if len(suite_data.channels) > 1 and not method_cls.multichannel:  # before any data is read
+        raise ConfigError(
+            f"method {request.method!r} works on single-channel images only; suite {suite_data.name} has "
+            f"{len(suite_data.channels)} channels ({', '.join(suite_data.channels)})"
+        )
     budget = budget.on_geometry(suite_data.geometry)
     suite_data = dataclasses.replace(suite_data, test_sets=first_sources(suite_data.test_sets, budget.artefact_sources))
     numerics = precision.resolve(request.precision, pick_device(request.device))
@@ -155,7 +150,7 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
     seed_everything(request.seed)
     method = build_method(
         request.method, budget.effective_hparams(hparams), request.seed, len(suite_data.classes) + 1, device,
-        config_numerics(config.canonical()),
+        config_numerics(config.canonical()), in_channels=len(suite_data.channels),
     )
     threads = ThreadGovernor(requested=1 if is_pinned() else request.threads)
     trainer = Trainer(method, budget, folder, request.seed, progress=request.progress, threads=threads,

@@ -49,7 +49,7 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class TrainingSlices:
-    images: torch.Tensor  # (N, pad, pad) float on the device
+    images: torch.Tensor  # (N, pad, pad), or (N, C, pad, pad) for multi-channel suites, float on the device
     labels: torch.Tensor  # (N, pad, pad) int64 on the device
     warnings: tuple[str, ...] = ()  # cases that contribute nothing (an empty label map)
 
@@ -75,6 +75,11 @@ class TrainingSlices:
     def __len__(self) -> int:
         return len(self.images)
 
+    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """The slices at `idx` as a (B, C, pad, pad) batch."""
+        images = self.images[idx]
+        return images[:, None] if images.ndim == 3 else images
+
     def rarest_class_slices(self) -> torch.Tensor:
         """Indices of the slices holding the foreground class with the fewest voxels (nnU-Net oversamples these)."""
         counts = torch.bincount(self.labels.flatten()).cpu()
@@ -87,7 +92,7 @@ class TrainingSlices:
 class ValidationSet:
     """Validation slices at test-time pre-processing, with labels at the training resolution."""
 
-    images: torch.Tensor  # (N, 1, crop, crop)
+    images: torch.Tensor  # (N, C, crop, crop)
     labels: torch.Tensor  # (N, crop, crop)
 
     @classmethod
@@ -177,7 +182,7 @@ class Trainer:
         idx = torch.as_tensor(self.sample_indices(data, half))
         if data.images.is_cuda:  # pinned + non-blocking: the copy does not wait for the device to drain
             idx = idx.pin_memory().to(data.images.device, non_blocking=True)
-        images, labels = data.images[idx][:, None], data.labels[idx]
+        images, labels = data.images_at(idx), data.labels[idx]
         with torch.no_grad():
             aug_images, aug_labels = self.method.augment(images, labels, crop=self.budget.crop, generator=self.aug_generator)
         originals = centre_crop(images, self.budget.crop)  # the un-augmented half is only centre-cropped, as in the paper

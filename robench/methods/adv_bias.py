@@ -45,8 +45,8 @@ class AdvBias(HardExampleMethod):
         "norm_image": False,
     }
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         hp = self.hp
         if not (0 < hp["eps"] < 1 and hp["spacing_fraction"] > 0 and hp["downscale"] >= 1):
             raise ConfigError(

@@ -44,8 +44,8 @@ class AdvNoise(HardExampleMethod):
         "norm_image": True,
     }
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         hp = self.hp
         if not (hp["eps"] >= 0 and hp["xi"] > 0 and hp["power_iterations"] >= 0 and hp["eps_reference_size"] >= 0):
             raise ConfigError(

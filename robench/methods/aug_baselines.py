@@ -41,6 +41,7 @@ class HeuristicAugmentation(StandardTraining):
     equally likely (`op_table.DEEPMEDIC_PRESET`).
     """
 
+    multichannel = False  # its ops (random convolutions, the op table) act on one channel
     name = "heuristic"
     description = "Fixed DeepMedic-like augmentation policy (preset 3 of the op table)"
     reference = f"{JCS_REFERENCE} (heuristic baseline); Kamnitsas et al., DeepMedic, MedIA 2017"
@@ -59,13 +60,14 @@ class RandAugment(StandardTraining):
     benchmark's choice: the spec gives no values for this baseline.
     """
 
+    multichannel = False  # its ops (random convolutions, the op table) act on one channel
     name = "rand-augment"
     description = "RandAugment: N random ops of the op table at magnitude level M per slice"
     reference = f"Cubuk et al., RandAugment, CVPR Workshops 2020 (baseline in {JCS_REFERENCE})"
     hparams = {**StandardTraining.hparams, "num_ops": 2, "magnitude": 2}
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         n, m = self.hp["num_ops"], self.hp["magnitude"]
         if not (0 <= n <= len(OPS) and m >= 1):
             raise ConfigError(f"method {self.name!r}: needs 0 <= num_ops <= {len(OPS)} and magnitude >= 1; got {n}, {m}")

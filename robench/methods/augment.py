@@ -1,7 +1,7 @@
 """The paper's training augmentation (policy ``ACDC_affine_elastic_intensity``), batched, on any torch device.
 
 Specification: ``methods.md`` §1b "Training augmentation" (COOP ``medseg/dataset_loader/transform.py``).
-Applied, in this order, to a batch of padded slices ``(B, 1, P, P)`` with labels ``(B, P, P)``:
+Applied, in this order, to a batch of padded slices ``(B, C, P, P)`` with labels ``(B, P, P)``:
 
 1. horizontal flip (p=0.2) and vertical flip (p=0.2), independent, per sample;
 2. brightness/contrast (p=0.5): ``x <- x*U(0.8,1.2) + U(-0.1,0.1)``, clipped to the slice's original [min, max];
@@ -224,13 +224,14 @@ def augment_batch(
 ) -> tuple[Tensor, Tensor]:
     """Augment a batch of padded slices with the paper's policy; return ``(images, labels)`` cropped to ``crop``.
 
-    ``images``: (B, 1, H, W) floating point; ``labels``: (B, H, W) integer class maps (0 = background,
-    non-negative). Returns images (B, 1, crop, crop) in [0, 1] (per-slice min-max) with the input's dtype
+    ``images``: (B, C, H, W) floating point (C = 1 for the paper; every channel gets the same geometry and
+    intensity change); ``labels``: (B, H, W) integer class maps (0 = background, non-negative). Returns
+    images (B, C, crop, crop) in [0, 1] (per-slice and channel min-max) with the input's dtype
     and device, and labels (B, crop, crop) int64 whose values are input classes or background.
     All randomness comes from ``generator``, which must live on the data's device. Inputs are not modified.
     """
-    if images.dim() != 4 or images.shape[1] != 1 or not images.is_floating_point():
-        raise ValueError(f"images must be a floating (B, 1, H, W) tensor, got {tuple(images.shape)} {images.dtype}")
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a floating (B, C, H, W) tensor, got {tuple(images.shape)} {images.dtype}")
     if labels.shape != (images.shape[0], *images.shape[2:]):
         expected = (images.shape[0], *images.shape[2:])
         raise ValueError(f"labels must be (B, H, W) = {expected}, got {tuple(labels.shape)}")
@@ -240,7 +241,7 @@ def augment_batch(
     pdt = torch.float64 if dt == torch.float64 else torch.float32
     if generator.device.type != dev.type:
         raise ValueError(f"generator is on {generator.device}, data on {dev}: create it on the data's device")
-    b, _, h, w = images.shape
+    b, c, h, w = images.shape
     p = policy
 
     # ---- per-sample parameters: one vectorised draw, fixed column order --------------------------------------
@@ -296,16 +297,16 @@ def augment_batch(
     # ---- resample image + foreground one-hot once; background = 1 - Σ foreground ---------------------------
     n_cls = int(labels.max()) + 1 if labels.numel() else 1
     lab = labels.long()
-    planes = torch.empty(b, n_cls, h, w, device=dev, dtype=dt)  # [image, one-hot of classes 1..K-1]
-    planes[:, 0] = x[:, 0]
+    planes = torch.empty(b, c + n_cls - 1, h, w, device=dev, dtype=dt)  # [image channels, one-hot of classes 1..K-1]
+    planes[:, :c] = x
     if n_cls > 1:
-        planes[:, 1:] = lab[:, None] == torch.arange(1, n_cls, device=dev).view(1, -1, 1, 1)
+        planes[:, c:] = lab[:, None] == torch.arange(1, n_cls, device=dev).view(1, -1, 1, 1)
     warped = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out_img = warped[:, :1]
+    out_img = warped[:, :c]
     if n_cls > 1:
         # argmax over [background, foreground...] as a running comparison over the (few) classes: a strided
         # argmax over dim 1 is ~50x slower on CPU. Strict ">" keeps the lowest class on ties, like argmax.
-        fg_w = warped[:, 1:]
+        fg_w = warped[:, c:]
         best = 1 - fg_w.sum(1)
         out_lab = torch.zeros_like(best, dtype=torch.long)
         for c in range(1, n_cls):

@@ -24,7 +24,7 @@ from robench.precision import NumericChoice, autocast
 class Batch:
     """A training batch: the first `n_augmented` slices are augmented, the rest are the same slices un-augmented."""
 
-    images: Tensor  # (B, 1, H, W) float
+    images: Tensor  # (B, C, H, W) float (C = 1 but on multi-channel suites)
     labels: Tensor  # (B, H, W) int64
     n_augmented: int
 
@@ -38,10 +38,17 @@ class Method(ABC):
     numerics: NumericChoice = NumericChoice()  # fp32, contiguous unless the run chose otherwise
     primary_mode: ClassVar[str] = "ftn"
     selection_mode: ClassVar[str] = "ftn"  # the prediction validated for model selection
+    multichannel: ClassVar[bool] = False  # trains on (B, C, H, W) inputs with C > 1 (a test shows it for each that says so)
 
-    def __init__(self, hparams: Mapping[str, Any], *, num_classes: int, device: torch.device, seed: int):
+    def __init__(self, hparams: Mapping[str, Any], *, num_classes: int, device: torch.device, seed: int, in_channels: int = 1):
+        if in_channels > 1 and not self.multichannel:
+            raise ConfigError(
+                f"method {self.name!r} works on single-channel images only; this suite has {in_channels} input channels "
+                "(methods for multi-channel data: see `robench methods`)"
+            )
         self.hp = dict(hparams)
         self.num_classes = num_classes
+        self.in_channels = in_channels
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)

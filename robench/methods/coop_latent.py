@@ -78,8 +78,8 @@ def _shape_loss(logits: Tensor, target: Tensor) -> Tensor:
 class CoopLatentBase(DualNetMethod):
     """Cooperative training with latent masking of the codes named by `mask_scope`."""
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         hp = self.hp
         checks = {
             "mask_scope": (hp["mask_scope"] in MASK_SCOPES, " | ".join(MASK_SCOPES)),

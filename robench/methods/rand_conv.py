@@ -65,13 +65,14 @@ class RandConv(DualNetMethod):
     stalls (measured in docs/methods.md); `consistency_weight` is the knob, the paper's value the default.
     """
 
+    multichannel = False  # its ops (random convolutions, the op table) act on one channel
     name = "rand-conv"
     description = "Random-convolution views (k in {1,3,5,7}, mixed with the input) with JS consistency of FTN and STN predictions"
     reference = "Xu et al., Robust and Generalizable Visual Representation Learning via Random Convolutions, ICLR 2021"
     hparams = {**DualNetMethod.hparams, "views": 3, "consistency_weight": 10.0}
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         if self.hp["views"] < 1:
             raise ConfigError(f"method {self.name!r}: views={self.hp['views']}; expected at least 1")
 

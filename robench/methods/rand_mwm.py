@@ -96,8 +96,8 @@ class RandMWM(HardExampleMethod):
         "loss": "hard",
     }
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         hp = self.hp
         probs = ("continue_prob", "inpaint_prob", "apply_prob")
         if hp["loss"] not in LOSSES or hp["max_windows"] < 0 or not all(0 <= hp[k] <= 1 for k in probs):

@@ -39,11 +39,12 @@ class DualNetMethod(Method):
     prediction_modes = ("ftn", "ftn+stn")
     primary_mode = "ftn"
     selection_mode = "ftn+stn"
+    multichannel = True  # the network takes one input channel per image channel; subclasses say when they do not
 
-    def __init__(self, hparams, *, num_classes, device, seed):
-        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed)
+    def __init__(self, hparams, *, num_classes, device, seed, in_channels=1):
+        super().__init__(hparams, num_classes=num_classes, device=device, seed=seed, in_channels=in_channels)
         torch.manual_seed(seed)
-        self.net = DualNet(in_channels=1, num_classes=num_classes).to(device)
+        self.net = DualNet(in_channels=in_channels, num_classes=num_classes).to(device)
         # Five Adam optimisers (one per sub-network) as in the paper; stepped together they are
         # equivalent to one Adam, but separate ones keep sub-network-specific schedules possible.
         self._optimisers = {

@@ -102,7 +102,7 @@ def example_batch(data: TrainingSlices, crop: int, n: int, seed: int) -> Batch:
         raise DataError("the run's training split has no slices to show")
     pick = np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=len(pool) < n))
     index = torch.as_tensor(pick, device=data.images.device)
-    return Batch(centre_crop(data.images[index][:, None], crop), labels[index], 0)
+    return Batch(centre_crop(data.images_at(index), crop), labels[index], 0)
 
 
 def plot_hard_examples(run_dir: Path, out_dir: Path, n: int = 4, seed: int = 0, *, name: str = "hard_examples",
