@@ -26,7 +26,7 @@ from robench.benchmark.train import TrainingSlices
 from robench.errors import ConfigError, DataError
 from robench.imageops import centre_crop
 from robench.methods import METHODS, Batch, get_method
-from robench.plots.style import CLASS_COLOURS, save_figure, theme
+from robench.plots.style import class_colour, save_figure, theme
 
 LABEL_ALPHA = 0.55
 PANEL_INCHES = 1.75
@@ -155,7 +155,7 @@ def draw_hard_examples(examples: HardExamples, *, difference: bool = True) -> Fi
         if shown is not None:
             column = [k for k, _ in columns].index("difference")
             figure.colorbar(shown, ax=axes[:, column], location="bottom", shrink=0.85, aspect=18, pad=0.01)
-        handles = [Patch(color=CLASS_COLOURS.get(name, "#999999"), label=name) for name in _class_order(examples.classes)]
+        handles = [Patch(color=class_colour(name, examples.classes[name]), label=name) for name in _class_order(examples.classes)]
         figure.legend(handles=handles, loc="outside right center", title="structure")
         figure.suptitle("Hard examples from latent-space masking", fontsize="large")
         figure.text(0.5, -0.01, examples.caption, ha="center", va="top", fontsize="x-small", color="#555555", wrap=True)
@@ -166,7 +166,7 @@ def _label_colours(classes: Mapping[str, int]) -> np.ndarray:
     """RGBA per label value: transparent background, a fixed colour per structure."""
     table = np.zeros((max(classes.values()) + 1, 4))
     for name, value in classes.items():
-        table[value] = to_rgba(CLASS_COLOURS.get(name, "#999999"), LABEL_ALPHA)
+        table[value] = to_rgba(class_colour(name, value), LABEL_ALPHA)
     return table
 
 

@@ -41,6 +41,14 @@ METHOD_MARKERS = {
 SPARE_MARKERS = ("h", "p", "<", ">", "8")
 VARIANT_LINESTYLES = ("-", "--", ":", "-.")
 CLASS_COLOURS = {"RV": "#0173b2", "MYO": "#029e73", "LV": "#d55e00"}
+
+
+def class_colour(name: str, value: int) -> str:
+    """The cardiac structures keep their colours; any other class takes the colour-blind palette by label value."""
+    if name in CLASS_COLOURS:
+        return CLASS_COLOURS[name]
+    others = [c for c in sns.color_palette("colorblind").as_hex() if c not in CLASS_COLOURS.values()]
+    return others[(value - 1) % len(others)]
 FORMATS = ("png", "pdf")
 PNG_DPI = 200
 
