@@ -173,7 +173,8 @@ def _print_summary(records) -> None:
             *(_num(row[f"dice:{c}"], 4) for c in classes), _num(row["sensitivity"], 4), _num(row["precision"], 4),
             _num(row["hd95"], 2),
         )
-    console.print(table)
+    # logs and pipes are not 80 columns wide: there a wide suite (many classes) is printed whole, not truncated
+    console.print(table, width=None if console.is_terminal else 200)
 
 
 def _num(value: float, digits: int) -> str:
