@@ -174,7 +174,7 @@ def _print_summary(records) -> None:
             _num(row["hd95"], 2),
         )
     # logs and pipes are not 80 columns wide: there a wide suite (many classes) is printed whole, not truncated
-    console.print(table, width=None if console.is_terminal else 200)
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def _num(value: float, digits: int) -> str:
