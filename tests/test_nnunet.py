@@ -252,6 +252,11 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     assert cli.invoke(app, full).exit_code == 0
     result = cli.invoke(app, ["leaderboard", str(out)], env={"COLUMNS": "250"})
     assert result.exit_code == 0 and "train_fraction=0.5" in result.output  # another setting, not pooled with the full data
+    listed = write_nnunet_v2(tmp_path / "Dataset004_Listed", [f"l{i}" for i in range(5)])
+    spec = json.loads((listed / "dataset.json").read_text())
+    (listed / "dataset.json").write_text(json.dumps({**spec, "labels": {"background": 0, "lesion": 1, "never": 2}}))
+    result = cli.invoke(app, ["run", "--suite", "nnunet", "--data-root", str(listed), "--budget", "smoke", "--out", str(out)])
+    assert result.exit_code != 0 and "classes ['never'] occur in no training slice" in result.output
     wrong = write_nnunet_v2(tmp_path / "Dataset003_Wrong", ["w1"], labels={"background": 0, "tumour": 1})
     result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(wrong), "--device", "cpu"])
     assert result.exit_code != 0 and "differ from the run's" in result.output

@@ -23,7 +23,7 @@ from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.suites.base import check_fraction
 from robench.corruptions.testsets import first_sources
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
-from robench.errors import ConfigError, RunStateError, describe_os_error
+from robench.errors import ConfigError, DataError, RunStateError, describe_os_error
 from robench import precision
 from robench.methods import get_method, resolve_hparams
 from robench.numerics import is_pinned
@@ -87,6 +87,18 @@ def check_request(request: RunRequest) -> None:
     if share is not None and not 0 <= share <= 1:
         raise ConfigError(f"--oversample-foreground must be in [0, 1], got {share}")
     check_writable(Path(request.out), "--out")
+
+
+def check_classes_occur(suite_data: SuiteData, data: TrainingSlices) -> None:
+    """A class the suite lists but no training slice holds cannot be learnt (a dataset.json that lists a
+    label its files never use, or a training fraction too small for it): say so before training."""
+    present = set(torch.unique(data.labels).tolist())
+    absent = [name for name, value in suite_data.classes.items() if value not in present]
+    if absent:
+        raise DataError(
+            f"suite {suite_data.name}: classes {absent} occur in no training slice ({len(suite_data.train)} training "
+            "cases); remove them from the label list (dataset.json) or train on more cases (--train-fraction)"
+        )
 
 
 def oversampling(request: RunRequest, suite_data: SuiteData) -> float:
@@ -164,6 +176,7 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
         check_test_sets(suite_data.test_sets, progress=request.progress)
         log(f"loading training data of {suite_data.name} …")
         data = TrainingSlices.from_cases(suite_data.train, budget, device, all_slices=suite_data.training_slices == "all")
+        check_classes_occur(suite_data, data)
         val = ValidationSet.from_cases(suite_data.val, budget, device)
         if not folder.started:
             _write_provenance(folder, config, run_id, budget, request, device, suite_data)
