@@ -252,6 +252,7 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     assert cli.invoke(app, full).exit_code == 0
     result = cli.invoke(app, ["leaderboard", str(out)], env={"COLUMNS": "250"})
     assert result.exit_code == 0 and "train_fraction=0.5" in result.output  # another setting, not pooled with the full data
+    assert "train_fraction=1.0" in result.output  # the full pool named by its default, not "None"
     listed = write_nnunet_v2(tmp_path / "Dataset004_Listed", [f"l{i}" for i in range(5)])
     spec = json.loads((listed / "dataset.json").read_text())
     (listed / "dataset.json").write_text(json.dumps({**spec, "labels": {"background": 0, "lesion": 1, "never": 2}}))

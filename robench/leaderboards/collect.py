@@ -117,7 +117,9 @@ def setting_labels(method: str, settings: list[str]) -> dict[str, str]:
     parsed = {s: _as_dict(s) for s in unique}
     keys = sorted({k for p in parsed.values() for k in p})
     differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
-    return {s: f"{method} ({', '.join(f'{k}={p.get(k)}' for k in differing)})" for s, p in parsed.items()}
+    # a run-setting key a run lacks is at its default (fp32, the whole training pool, the suite's share)
+    return {s: f"{method} ({', '.join(f'{k}={p.get(k, RUN_SETTING_DEFAULTS.get(k))}' for k in differing)})"
+            for s, p in parsed.items()}
 
 
 def _as_dict(hparams: str) -> dict:
@@ -163,6 +165,9 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
     run["device"] = None if done.get("device") is None else str(done["device"])
     return records, run
+
+
+RUN_SETTING_DEFAULTS = {"precision": "fp32", "train_fraction": 1.0, "oversample_foreground": "suite's"}
 
 
 def _run_setting(config: Mapping) -> dict[str, object]:
