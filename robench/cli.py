@@ -189,11 +189,22 @@ def evaluate(
     name: Optional[str] = typer.Option(None, help="Test-set name (default: the folder name)."),
     kind: str = typer.Option("cross-site", help="intra | cross-site | artefact."),
     device: str = typer.Option("auto"),
+    out: Optional[Path] = typer.Option(None, help="Also write the records to OUT/<name>-<tag>.parquet (never over an existing file)."),
 ) -> None:
-    """Evaluate a finished run on another folder of labelled cases; records go to RUN_DIR/evaluations/."""
+    """Evaluate a finished run on another folder of labelled cases; records go to RUN_DIR/evaluations/ (and --out)."""
     from robench.benchmark.external import evaluate_external
+    from robench.benchmark.runner import check_writable
+    from robench.benchmark.store import write_records
 
+    if out is not None:
+        check_writable(out, "--out")  # before the evaluation, not after it
     path, result = evaluate_external(run_dir, test_root, name=name, kind=kind, device=device)
+    if out is not None:
+        copy = Path(out) / path.name
+        if copy.exists():
+            raise ConfigError(f"{copy} exists; robench never overwrites a result — delete it or choose another --out")
+        write_records(copy, result.records)
+        console.print(f"[green]records[/]: {copy}", highlight=False)
     if result.unlabelled:
         console.print(f"[yellow]warning[/]: {len(result.unlabelled)} cases have no label and were skipped: "
                       f"{', '.join(result.unlabelled[:10])}{' …' if len(result.unlabelled) > 10 else ''}", highlight=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -243,9 +244,11 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     assert set(records["class"]) == {"oedema", "core"}
     # ACDC-C, the default artefact family, attaches to any suite, on its own grid
     assert set(records["test_set"]) == {"Dataset001_Toy", "RandBias", "RandGhosting", "RandMotion", "RandSpike"}
-    result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(other), "--device", "cpu"])
+    result = cli.invoke(app, ["evaluate", str(run_dir), "--test-root", str(other), "--device", "cpu", "--out", str(tmp_path / "ext")])
     assert result.exit_code == 0, result.output
     assert set(folder.all_records()["case_id"]) >= {"o1", "o2"}
+    (copy,) = (tmp_path / "ext").glob("*.parquet")
+    assert set(pd.read_parquet(copy)["case_id"]) == {"o1", "o2"}
     result = cli.invoke(app, ["leaderboard", str(out), "--metric", "sens"])
     assert result.exit_code == 0 and "sensitivity" in result.output.lower() and "empty masks" in result.output.lower()
     full = [a if a != "0.5" else "1.0" for a in args] + ["--corruptions", "none"]
