@@ -13,6 +13,7 @@ axis when all are equal), then rows and columns. Multi-channel images come back 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,14 +119,20 @@ def _foreground(spec_path: Path, pairs: list[tuple[str, object]]) -> dict[str, i
     return classes
 
 
-def _read_v2(root: Path, spec_path: Path, spec: dict) -> RawDataset:
-    for key in ("channel_names", "labels", "file_ending"):
+def _required(spec_path: Path, spec: dict, keys: tuple[str, ...], what: str, fix: str, labels_form: str) -> dict:
+    """Check a layout's required keys are present and return its `labels` mapping."""
+    for key in keys:
         if key not in spec:
-            raise DataError(f"{spec_path}: nnU-Net v2 key '{key}' is missing; add it (see nnU-Net's dataset_format.md)")
+            raise DataError(f"{spec_path}: {what} '{key}' is missing; {fix}")
+    if not isinstance(spec["labels"], dict):
+        raise DataError(f"{spec_path}: 'labels' must map {labels_form}")
+    return spec["labels"]
+
+
+def _read_v2(root: Path, spec_path: Path, spec: dict) -> RawDataset:
+    labels = _required(spec_path, spec, ("channel_names", "labels", "file_ending"), "nnU-Net v2 key",
+                       "add it (see nnU-Net's dataset_format.md)", "class names to values, e.g. {\"background\": 0, \"tumour\": 1}")
     channels = _channel_names(spec_path, spec["channel_names"], "channel_names")
-    labels = spec["labels"]
-    if not isinstance(labels, dict):
-        raise DataError(f"{spec_path}: 'labels' must map class names to values, e.g. {{\"background\": 0, \"tumour\": 1}}")
     classes = _foreground(spec_path, list(labels.items()))
     ending = str(spec["file_ending"])
     if ending not in FILE_ENDINGS:
@@ -153,13 +160,9 @@ def _read_v2(root: Path, spec_path: Path, spec: dict) -> RawDataset:
 
 
 def _read_msd(root: Path, spec_path: Path, spec: dict) -> RawDataset:
-    for key in ("modality", "labels", "training"):
-        if key not in spec:
-            raise DataError(f"{spec_path}: MSD key '{key}' is missing; add it (or convert to nnU-Net v2)")
+    labels = _required(spec_path, spec, ("modality", "labels", "training"), "MSD key", "add it (or convert to nnU-Net v2)",
+                       "values to class names, e.g. {\"0\": \"background\", \"1\": \"tumour\"}")
     channels = _channel_names(spec_path, spec["modality"], "modality")
-    labels = spec["labels"]
-    if not isinstance(labels, dict):
-        raise DataError(f"{spec_path}: 'labels' must map values to class names, e.g. {{\"0\": \"background\", \"1\": \"tumour\"}}")
     try:
         pairs = [(str(name), int(value)) for value, name in labels.items()]
     except ValueError:
@@ -242,11 +245,11 @@ def load_case(dataset: RawDataset, raw: RawCase, slice_axis: int | None = None, 
 
 def case_refs(dataset: RawDataset, cases, slice_axis: int | None = None, meta_of=None) -> tuple[CaseRef, ...]:
     """Lazy refs of `cases`; `meta_of(raw)` adds metadata known without reading (site, …)."""
-    return tuple(
-        CaseRef(raw.case_id, lambda raw=raw, m=(meta_of(raw) if meta_of else {}): load_case(dataset, raw, slice_axis, m),
-                {"subject": raw.case_id, **(meta_of(raw) if meta_of else {})})
-        for raw in cases
-    )
+    refs = []
+    for raw in cases:
+        meta = meta_of(raw) if meta_of else {}
+        refs.append(CaseRef(raw.case_id, functools.partial(load_case, dataset, raw, slice_axis, meta), {"subject": raw.case_id, **meta}))
+    return tuple(refs)
 
 
 def header_geometry(dataset: RawDataset, cases, slice_axis: int | None = None) -> Geometry:
