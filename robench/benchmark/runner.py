@@ -21,6 +21,7 @@ from robench.benchmark.metrics import HD95_VARIANTS
 from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.suites.base import check_fraction
+from robench.benchmark.suites.nnunet import check_slice_axis
 from robench.corruptions.testsets import first_sources
 from robench.benchmark.train import Trainer, TrainingSlices, ValidationSet, load_best, pick_device, seed_everything
 from robench.errors import ConfigError, DataError, RunStateError, describe_os_error
@@ -81,8 +82,7 @@ def check_request(request: RunRequest) -> None:
     precision.resolve(request.precision, pick_device(request.device))
     check_threads(request.threads)
     check_fraction(request.options.train_fraction)
-    if request.options.slice_axis not in (None, 0, 1, 2):
-        raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {request.options.slice_axis}")
+    check_slice_axis(request.options.slice_axis)
     share = request.oversample_foreground
     if share is not None and not 0 <= share <= 1:
         raise ConfigError(f"--oversample-foreground must be in [0, 1], got {share}")

@@ -197,11 +197,15 @@ def _check_count(spec_path: Path, spec: dict, found: int) -> None:
         raise DataError(f"{spec_path}: numTraining is {stated} but {found} labelled cases were found; fix numTraining or add the missing cases")
 
 
+def check_slice_axis(axis: int | None) -> None:
+    if axis not in (None, 0, 1, 2):
+        raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {axis}")
+
+
 def slice_axis_of(spacing_xyz: tuple[float, ...], requested: int | None = None) -> int:
     """The file axis to slice along: `requested`, else the one of largest spacing (the last on a tie)."""
     if requested is not None:
-        if requested not in (0, 1, 2):
-            raise ConfigError(f"--slice-axis must be 0, 1 or 2 (a file axis), got {requested}")
+        check_slice_axis(requested)
         return requested
     largest = max(spacing_xyz[:3])
     return max(i for i in range(3) if spacing_xyz[i] == largest)
