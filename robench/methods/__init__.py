@@ -8,5 +8,6 @@ from robench.methods import aug_baselines as _aug_baselines  # noqa: F401
 from robench.methods import rand_conv as _rand_conv  # noqa: F401
 from robench.methods import rand_mwm as _rand_mwm  # noqa: F401
 from robench.methods import coop_latent as _coop_latent  # noqa: F401
+from robench.methods import imbalance as _imbalance  # noqa: F401
 
 __all__ = ["METHODS", "Batch", "Method", "get_method", "register_method", "resolve_hparams"]

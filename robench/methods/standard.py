@@ -69,12 +69,16 @@ class DualNetMethod(Method):
         z_i, z_s = net.encode(noisy)
         logits = net.seg_decoder(z_s)
         losses = {
-            "seg": F.cross_entropy(logits, y),
+            **self.segmentation_losses(logits, y),
             "rec": self.hp["rec_weight"] * F.mse_loss(net.image_decoder(z_i).float(), x.float()),
             "stn_gt": F.cross_entropy(net.stn(one_hot(y, self.num_classes)), y),
             "stn_pred": F.cross_entropy(net.refine(logits, t), y),
         }
         return StandardPass(losses, logits, noisy, z_i, z_s)
+
+    def segmentation_losses(self, logits: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The FTN's segmentation term(s) of the standard losses: CE here; the class-imbalance family replaces it."""
+        return {"seg": F.cross_entropy(logits, y)}
 
     def step(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Backward and step on the sum; the losses come back detached (the trainer checks them for NaN)."""
