@@ -21,6 +21,9 @@ from robench.methods import Batch, get_method
 METHODS = (
     "standard", "rand-conv", "adv-noise", "adv-bias", "rand-mwm", "no-aug", "heuristic", "rand-augment",
     "coop-standard", "coop-latent", "coop-latent-x",
+    # the class-imbalance family (methods.md §6): adv, mixup and their asymmetric variants take 2 optimiser
+    # steps per iteration, asym-combo 3
+    "margin", "asym-margin", "focal", "asym-focal", "adv", "asym-adv", "mixup", "asym-mixup", "asym-aug", "asym-combo",
 )
 MEDIANS: dict[str, float] = {}
 

@@ -10,7 +10,7 @@ import typer
 
 plot_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, hard examples of a run.",
+    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, hard examples of a run, logit distributions.",
 )
 
 
@@ -81,3 +81,20 @@ def hard_examples(
     from robench.plots.hard_examples import plot_hard_examples
 
     _echo(plot_hard_examples(run_dir, out, n=n, seed=seed, device=device, data_root=data_root, name=name))
+
+
+@plot_app.command()
+@_friendly
+def logits(
+    run_dirs: list[Path] = typer.Argument(..., help="Finished run folders of one suite (each becomes a row of panels)."),
+    out: Path = typer.Option(..., help="Folder for the figure files and the CSV of statistics."),
+    voxels: int = typer.Option(20000, help="Voxels drawn per run, set and true class for the figure."),
+    seed: int = typer.Option(0, help="Seed of the voxel draw."),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda | cuda:N."),
+    data_root: Optional[Path] = typer.Option(None, help="Data folder, when it moved since the runs (default: as recorded)."),
+    name: str = typer.Option("logits", help="File name without extension."),
+) -> None:
+    """Foreground − background logit distributions per true class, on training cases and each test set."""
+    from robench.plots.logits import plot_logits
+
+    _echo(plot_logits(run_dirs, out, voxels=voxels, seed=seed, name=name, device=device, data_root=data_root))
