@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from robench.benchmark.config import Budget, get_budget
 from robench.benchmark.store import CONFIG, RunFolder
+from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.train import load_best, pick_device
 from robench.errors import RunStateError
 from robench.labels import CARDIAC_CLASSES
@@ -74,3 +75,13 @@ def reopen(run_dir: Path | RunFolder, device: str = "auto", *, finished: bool = 
     )
     checkpoint = load_best(method, folder)
     return ReopenedRun(folder, config, budget, classes, method, checkpoint)
+
+
+def run_suite(config: Mapping[str, Any], data_root: Path | None = None) -> SuiteData:
+    """The run's suite as it trained (cval, training fraction, slice axis), without artefact sets; read from
+    the data root recorded in config.json, or from `data_root` when the data have moved since."""
+    recorded = (config.get("data_roots") or {}).get("data")
+    root = data_root or (Path(recorded) if recorded else None)
+    options = SuiteOptions(data_root=root, cval=config["cval"], corruptions=(),
+                           train_fraction=config.get("train_fraction", 1.0), slice_axis=config.get("slice_axis"))
+    return get_suite(config["suite"]).build(options)

@@ -17,8 +17,7 @@ prediction. BatchNorm differs between the passes, as in that code:
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -30,15 +29,6 @@ from robench.methods.standard import DualNetMethod
 
 class HardExampleMethod(DualNetMethod):
     """A `DualNetMethod` with hard-example losses, a search mode and a consistency helper."""
-
-    @contextlib.contextmanager
-    def search_mode(self) -> Iterator[None]:
-        """Eval mode (BN running statistics, no updates) for the duration of a perturbation search."""
-        self.net.eval()
-        try:
-            yield
-        finally:
-            self.net.train()
 
     def hard_losses(self, hard: Tensor, clean: Tensor, labels: Tensor, prefix: str = "hard") -> dict[str, Tensor]:
         """CE + 0.5·MSE(recon, clean) + STN CE on `hard` images (no input noise), BN as described above."""

@@ -143,13 +143,9 @@ class ImbalanceMethod(DualNetMethod):
         """
         noise = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=torch.float32)
         d = (self.hp["xi"] * adversarial_normalise(noise)).requires_grad_(True)
-        self.net.eval()
-        try:
-            with self.autocast():
-                logits = self.net.segment(x.float() + d)
-            grad, = torch.autograd.grad(rare_voxel_loss(logits, one_hot(y, self.num_classes), self.rare), d)
-        finally:
-            self.net.train()
+        with self.search_mode(), self.autocast():
+            logits = self.net.segment(x.float() + d)
+        grad, = torch.autograd.grad(rare_voxel_loss(logits, one_hot(y, self.num_classes), self.rare), d)
         if self.hp["mask_direction"]:
             grad = grad * self.rare[y][:, None]
         return adversarial_normalise(grad.detach().float())

@@ -8,8 +8,9 @@ tempered FTN softmax). The STN gives a second prediction mode, `ftn+stn`, as in 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -56,6 +57,15 @@ class DualNetMethod(Method):
 
     def optimisers(self) -> Mapping[str, torch.optim.Optimizer]:
         return self._optimisers
+
+    @contextlib.contextmanager
+    def search_mode(self) -> Iterator[None]:
+        """Eval mode (BN running statistics, no updates) for the duration of a perturbation search."""
+        self.net.eval()
+        try:
+            yield
+        finally:
+            self.net.train()
 
     def noisy(self, x: Tensor) -> Tensor:
         """Input noise of the denoising FTN: clip(x + σ·N(0,1), 0, 1)."""

@@ -19,9 +19,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from robench.benchmark.reopen import reopen
+from robench.benchmark.reopen import reopen, run_suite
 from robench.benchmark.store import CONFIG, RunFolder
-from robench.benchmark.suites import SuiteOptions, get_suite
 from robench.benchmark.train import TrainingSlices
 from robench.errors import ConfigError, DataError
 from robench.imageops import centre_crop
@@ -68,11 +67,7 @@ def hard_examples(run_dir: Path, *, n: int = 4, seed: int = 0, device: str = "cp
             f"{folder.path}: method {config['method']!r} makes no hard examples; "
             f"runs of {', '.join(methods_with_hard_examples())} do"
         )
-    recorded = (config.get("data_roots") or {}).get("data")
-    root = data_root or (Path(recorded) if recorded else None)
-    options = SuiteOptions(data_root=root, cval=config["cval"], corruptions=(),
-                           train_fraction=config.get("train_fraction", 1.0), slice_axis=config.get("slice_axis"))
-    suite = get_suite(config["suite"]).build(options)
+    suite = run_suite(config, data_root)
     run = reopen(folder, device, finished=False)
     method, budget, checkpoint = run.method, run.budget, run.checkpoint
     data = TrainingSlices.from_cases(suite.train, budget, method.device, all_slices=suite.training_slices == "all")

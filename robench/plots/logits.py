@@ -28,9 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robench.benchmark.preprocess import prepare, test_slices
-from robench.benchmark.reopen import reopen
+from robench.benchmark.reopen import reopen, run_suite
 from robench.benchmark.store import atomic_write
-from robench.benchmark.suites import SuiteOptions, get_suite
 from robench.benchmark.suites.base import CaseRef
 from robench.errors import ConfigError, DataError
 from robench.imageops import centre_crop
@@ -56,11 +55,7 @@ def run_logits(run_dir: Path, *, device: str = "cpu", data_root: Path | None = N
     """Score the run's training cases and every test set of its suite with the run's best checkpoint."""
     run = reopen(Path(run_dir), device)
     config = run.config
-    recorded = (config.get("data_roots") or {}).get("data")
-    root = data_root or (Path(recorded) if recorded else None)
-    options = SuiteOptions(data_root=root, cval=config["cval"], corruptions=(),
-                           train_fraction=config.get("train_fraction", 1.0), slice_axis=config.get("slice_axis"))
-    suite = get_suite(config["suite"]).build(options)
+    suite = run_suite(config, data_root)
     recorded_train = (config.get("splits") or {}).get("train")
     if recorded_train is not None and sorted(recorded_train) != sorted(ref.case_id for ref in suite.train):
         raise DataError(
