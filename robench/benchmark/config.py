@@ -91,11 +91,8 @@ class Budget:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def effective_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
-        """The hyperparameters a method trains with under this budget."""
-        out = dict(hparams)
-        if "lr" in out:
-            out["lr"] = out["lr"] * self.lr_multiplier
-        return out
+        """The hyperparameters a method trains with under this budget: every learning rate (`lr`, `*_lr`) scaled."""
+        return {k: v * self.lr_multiplier if k == "lr" or k.endswith("_lr") else v for k, v in hparams.items()}
 
     def total_iterations(self, n_train_slices: int) -> int:
         if self.iterations is not None:

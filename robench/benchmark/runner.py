@@ -18,7 +18,9 @@ from robench.benchmark.config import RunConfig, get_budget
 from robench.benchmark.evaluate import check_test_sets, evaluate
 from robench.benchmark.reopen import build_method, config_numerics, reopen
 from robench.benchmark.metrics import HD95_VARIANTS
-from robench.benchmark.store import CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json
+from robench.benchmark.store import (
+    CONFIG, LOCK, RunFolder, RunLock, environment, remove_stale_temporaries, write_json, write_records,
+)
 from robench.benchmark.suites import SuiteData, SuiteOptions, get_suite
 from robench.benchmark.suites.base import check_fraction
 from robench.benchmark.suites.nnunet import check_slice_axis
@@ -189,6 +191,8 @@ def _execute_locked(request, config, run_id, folder, suite_data, budget, hparams
             torch.cuda.reset_peak_memory_stats(device)
         trainer.run(data, val)
         folder.log(f"training finished: best validation mIoU {trainer.state.best_score:.4f} at iteration {trainer.state.best_iteration}")
+    for name, table in method.artifacts().items():  # from the last checkpoint's state: the whole training
+        write_records(folder.path / f"{name}.parquet", table)
     best = load_best(method, folder)
     result = evaluate(
         method, suite_data.test_sets, budget, suite_data.classes, run_info(config, run_id),

@@ -211,6 +211,7 @@ class Trainer:
             task = bar.add_task("train", total=total, completed=self.state.iteration, loss="-", val=_fmt(self.state.best_score))
             self.threads.start()
             self.folder.log(f"iteration {self.state.iteration}: {self.threads.changes[-1]}")
+            self.method.begin_training(data, val)
             try:
                 while self.state.iteration < total:
                     started = time.perf_counter()

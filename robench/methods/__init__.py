@@ -11,3 +11,4 @@ from robench.methods import coop_latent as _coop_latent  # noqa: F401
 from robench.methods import imbalance as _imbalance  # noqa: F401
 
 __all__ = ["METHODS", "Batch", "Method", "get_method", "register_method", "resolve_hparams"]
+from robench.methods import learned_aug as _learned_aug  # noqa: F401

@@ -10,7 +10,7 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -18,6 +18,9 @@ from torch import Tensor
 from robench.errors import ConfigError
 from robench.methods.augment import augment_batch
 from robench.precision import NumericChoice, autocast
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ class Method(ABC):
 
         Tensors, not floats: reading a value synchronises the host with the device, so the
         trainer gathers them every few updates instead of after each one."""
+
+    def begin_training(self, train: Any, val: Any) -> None:
+        """Called by the trainer before its first update, after a resume too, with the training slices and
+        the validation set; a method that learns from held-out slices (`learned-aug`) keeps them here."""
+
+    def artifacts(self) -> Mapping[str, "pd.DataFrame"]:
+        """Tables a method records while training (e.g. a learned policy's trajectory), written to the run
+        folder as `<name>.parquet` once training ends; most methods record none."""
+        return {}
 
     def augment(self, images: Tensor, labels: Tensor, *, crop: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Training augmentation of the batch's first half; the paper's policy unless a method changes it."""

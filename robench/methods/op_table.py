@@ -72,22 +72,42 @@ def _levels(name: str) -> tuple[tuple[str, int], ...]:
     return tuple((name, i) for i in range(len(OPS[INDEX[name]].levels)))
 
 
-# Preset 3 ("DeepMedic-like") of the learned-augmentation code, as a fixed policy on 2-D slices:
-# P(non-identity) per group, every non-identity option of a group equally likely (the preset's init).
-DEEPMEDIC_PRESET: tuple[Group, ...] = (
-    Group(0.2, _levels("scale")),
-    Group(0.2, _levels("rotate")),
-    Group(0.5, _levels("flip_h")),
-    Group(0.05, _levels("flip_v")),
-    Group(0.05, _levels("gamma")),
-    Group(0.05, _levels("inverse_gamma")),
-    Group(0.15, _levels("brightness_add")),
-    Group(0.05, _levels("brightness_mul")),
-    Group(0.05, _levels("contrast")),
-    Group(0.05, _levels("blur") + _levels("sharpen")),
-    Group(0.05, _levels("noise")),
-    Group(0.05, _levels("low_resolution")),
+# The 2-D variants of the learned-augmentation code's 15 groups (its two out-of-plane rotations and
+# the slice-axis mirror need a volume): (group name, its non-identity options, mildest first).
+GROUP_OPTIONS: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
+    ("scale", _levels("scale")),
+    ("rotate", _levels("rotate")),
+    ("flip_h", _levels("flip_h")),
+    ("flip_v", _levels("flip_v")),
+    ("gamma", _levels("gamma")),
+    ("inverse_gamma", _levels("inverse_gamma")),
+    ("brightness_add", _levels("brightness_add")),
+    ("brightness_mul", _levels("brightness_mul")),
+    ("contrast", _levels("contrast")),
+    ("blur_sharpen", _levels("blur") + _levels("sharpen")),
+    ("noise", _levels("noise")),
+    ("low_resolution", _levels("low_resolution")),
 )
+GEOMETRIC_GROUPS = frozenset(name for name, options in GROUP_OPTIONS if OPS[INDEX[options[0][0]]].geometric)
+
+# P(non-identity) per group of the code's initialisation presets (`--org`), in GROUP_OPTIONS order.
+PRESET_PROBABILITIES: dict[str, tuple[float, ...]] = {
+    # preset 2, nnU-Net-like
+    "nnunet": (0.2, 0.1, 0.5, 0.5, 0.3, 0.1, 0.05, 0.15, 0.15, 0.2, 0.1, 0.1),
+    # preset 3, DeepMedic-like (mirrors 0.5 / 0.05 / 0.05 in 3-D: the slice-axis one is dropped)
+    "deepmedic": (0.2, 0.2, 0.5, 0.05, 0.05, 0.05, 0.15, 0.05, 0.05, 0.05, 0.05, 0.05),
+}
+
+# Preset 3 ("DeepMedic-like") as a fixed policy on 2-D slices: P(non-identity) per group, every
+# non-identity option of a group equally likely (the preset's init).
+DEEPMEDIC_PRESET: tuple[Group, ...] = tuple(
+    Group(p, options) for p, (_, options) in zip(PRESET_PROBABILITIES["deepmedic"], GROUP_OPTIONS)
+)
+
+
+def _option_table(options: tuple[tuple[str, int], ...], device) -> Tensor:
+    """(K, 2) rows of (op index, level index) for a group's options."""
+    return torch.tensor([[INDEX[name], lv] for name, lv in options], device=device)
 
 
 def group_selection(n: int, groups: tuple[Group, ...], *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -97,9 +117,23 @@ def group_selection(n: int, groups: tuple[Group, ...], *, generator: torch.Gener
     selected = torch.zeros(n, len(OPS), dtype=torch.bool, device=dev)
     level = torch.zeros(n, len(OPS), dtype=torch.long, device=dev)
     for g, group in enumerate(groups):
-        table = torch.tensor([[INDEX[name], lv] for name, lv in group.options], device=dev)
+        table = _option_table(group.options, dev)
         choice = table[(u[:, g, 1] * len(group.options)).long().clamp_max(len(group.options) - 1)]  # (n, 2)
         hit = F.one_hot(choice[:, 0], len(OPS)).bool() & (u[:, g, 0] < group.probability)[:, None]
+        selected |= hit
+        level = torch.where(hit, choice[:, 1:2], level)
+    return selected, level
+
+
+def choice_selection(choices: Tensor) -> tuple[Tensor, Tensor]:
+    """(selected, level) for apply_ops from per-group choices (n, len(GROUP_OPTIONS)): 0 = identity, j = option j."""
+    n, dev = choices.shape[0], choices.device
+    selected = torch.zeros(n, len(OPS), dtype=torch.bool, device=dev)
+    level = torch.zeros(n, len(OPS), dtype=torch.long, device=dev)
+    for g, (_, options) in enumerate(GROUP_OPTIONS):
+        table = _option_table(options, dev)
+        choice = table[(choices[:, g] - 1).clamp_min(0)]
+        hit = F.one_hot(choice[:, 0], len(OPS)).bool() & (choices[:, g] > 0)[:, None]
         selected |= hit
         level = torch.where(hit, choice[:, 1:2], level)
     return selected, level

@@ -10,7 +10,7 @@ import typer
 
 plot_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, hard examples of a run, logit distributions.",
+    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, hard examples of a run, logit distributions, learned policies.",
 )
 
 
@@ -98,3 +98,16 @@ def logits(
     from robench.plots.logits import plot_logits
 
     _echo(plot_logits(run_dirs, out, voxels=voxels, seed=seed, name=name, device=device, data_root=data_root))
+
+
+@plot_app.command()
+@_friendly
+def policy(
+    run_dir: Path = typer.Argument(..., help="A learned-aug run folder (it holds policy.parquet)."),
+    out: Path = typer.Option(..., help="Folder for the figure files and the CSV of P(augment) per group."),
+    name: str = typer.Option("policy", help="File name prefix."),
+) -> None:
+    """The learned augmentation policy: each group's option probabilities over training, initial against final."""
+    from robench.plots.policy import plot_policy
+
+    _echo(plot_policy(run_dir, out, name=name))
