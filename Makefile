@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs
 REGRESS_OUT ?= .regress-runs
+# test files run on this many pytest-xdist workers, one thread each (tests/conftest.py)
+TEST_WORKERS ?= 2
 REGRESS_BASELINE ?= tests/regression/cardiac_synth_ci.json
 
 .PHONY: install run test regress bench clean
@@ -23,7 +25,7 @@ run: $(STAMP)
 	$(BIN)/robench leaderboard $(OUT) --format markdown
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Dice regression far from chance: the `ci` budget on cardiac-synth against the committed baseline
 # (tolerance derived from the spread over seeds; docs/numerics.md). Resumable; a finished run is reused.

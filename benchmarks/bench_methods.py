@@ -16,7 +16,8 @@ import torch
 
 from robench.benchmark.config import Budget, get_budget
 from robench.imageops import centre_crop
-from robench.methods import Batch, get_method
+from robench.benchmark.train import ValidationSet
+from robench.methods import Batch, get_method, resolve_hparams
 
 METHODS = (
     "standard", "rand-conv", "adv-noise", "adv-bias", "rand-mwm", "no-aug", "heuristic", "rand-augment",
@@ -24,17 +25,24 @@ METHODS = (
     # the class-imbalance family (methods.md §6): adv, mixup and their asymmetric variants take 2 optimiser
     # steps per iteration, asym-combo 3
     "margin", "asym-margin", "focal", "asym-focal", "adv", "asym-adv", "mixup", "asym-mixup", "asym-aug", "asym-combo",
+    # learned augmentation (methods.md §7): a meta step every `augupdate` iterations
+    "learned-aug", "learned-aug:augupdate=5",
 )
 MEDIANS: dict[str, float] = {}
 
 
 def training_iteration(method_name: str, budget: Budget) -> Callable[[], dict]:
-    cls = get_method(method_name)
-    method = cls(cls.hparams, num_classes=4, device=torch.device("cpu"), seed=0)
+    """`name` or `name:key=value,…` (hparam overrides, e.g. learned-aug:augupdate=5)."""
+    name, _, overrides = method_name.partition(":")
+    cls = get_method(name)
+    hparams = resolve_hparams(cls, dict(item.split("=", 1) for item in overrides.split(",") if item))
+    method = cls(hparams, num_classes=4, device=torch.device("cpu"), seed=0)
     half = budget.batch_size // 2
     g = torch.Generator().manual_seed(0)
     images = torch.rand(half, 1, budget.pad, budget.pad, generator=g)
     labels = torch.randint(0, 4, (half, budget.pad, budget.pad), generator=g)
+    # validation slices for methods that learn from them (learned-aug); a no-op for the others
+    method.begin_training(None, ValidationSet(centre_crop(images, budget.crop), centre_crop(labels, budget.crop)))
 
     def iteration() -> dict:
         aug_x, aug_y = method.augment(images, labels, crop=budget.crop, generator=g)
