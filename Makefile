@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= runs
 REGRESS_OUT ?= .regress-runs
-# test files run on this many pytest-xdist workers, one thread each (tests/conftest.py)
-TEST_WORKERS ?= 2
+# extra pytest arguments, e.g. TEST_ARGS='-n 2 --dist loadfile' (pytest-xdist, one thread per worker:
+# tests/conftest.py); not the default yet: some tests fail under xdist (session 9's note)
+TEST_ARGS ?=
 REGRESS_BASELINE ?= tests/regression/cardiac_synth_ci.json
 
 .PHONY: install run test regress bench clean
@@ -25,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/robench leaderboard $(OUT) --format markdown
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 # Dice regression far from chance: the `ci` budget on cardiac-synth against the committed baseline
 # (tolerance derived from the spread over seeds; docs/numerics.md). Resumable; a finished run is reused.
