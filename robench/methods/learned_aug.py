@@ -226,10 +226,15 @@ class LearnedAugmentation(StandardTraining):
         return images[idx], labels[idx]
 
     # the trajectory ---------------------------------------------------------------------------
+    def _current_rows(self) -> list[list[float]]:
+        """[update, policy index, *probabilities] of every policy now."""
+        return [
+            [float(self.updates), float(index), *torch.cat(policy.probabilities()).detach().float().cpu().tolist()]
+            for index, policy in enumerate(self.policies)
+        ]
+
     def _record(self) -> None:
-        for index, policy in enumerate(self.policies):
-            probs = torch.cat(policy.probabilities()).detach().float().cpu().tolist()
-            self.trajectory.append([float(self.updates), float(index), *probs])
+        self.trajectory += self._current_rows()
 
     def artifacts(self) -> dict[str, pd.DataFrame]:
         """`policy`: one row per (recorded update, policy, group, option) with its probability."""
@@ -237,7 +242,7 @@ class LearnedAugmentation(StandardTraining):
         labels = option_labels()
         trajectory = list(self.trajectory)
         if int(trajectory[-1][0]) != self.updates:  # the final policy, between two recorded rows
-            trajectory += [[float(self.updates), float(i), *torch.cat(p.probabilities()).tolist()] for i, p in enumerate(self.policies)]
+            trajectory += self._current_rows()
         rows = []
         for update, index, *probs in trajectory:
             offset = 0

@@ -105,33 +105,25 @@ DEEPMEDIC_PRESET: tuple[Group, ...] = tuple(
 )
 
 
-def _option_table(options: tuple[tuple[str, int], ...], device) -> Tensor:
-    """(K, 2) rows of (op index, level index) for a group's options."""
-    return torch.tensor([[INDEX[name], lv] for name, lv in options], device=device)
-
-
 def group_selection(n: int, groups: tuple[Group, ...], *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Per-sample (selected (n, ops) bool, level (n, ops) int64) from independent groups."""
-    dev = generator.device
-    u = torch.rand(n, len(groups), 2, generator=generator, device=dev)
-    selected = torch.zeros(n, len(OPS), dtype=torch.bool, device=dev)
-    level = torch.zeros(n, len(OPS), dtype=torch.long, device=dev)
-    for g, group in enumerate(groups):
-        table = _option_table(group.options, dev)
-        choice = table[(u[:, g, 1] * len(group.options)).long().clamp_max(len(group.options) - 1)]  # (n, 2)
-        hit = F.one_hot(choice[:, 0], len(OPS)).bool() & (u[:, g, 0] < group.probability)[:, None]
-        selected |= hit
-        level = torch.where(hit, choice[:, 1:2], level)
-    return selected, level
+    u = torch.rand(n, len(groups), 2, generator=generator, device=generator.device)
+    sizes = torch.tensor([len(group.options) for group in groups], device=generator.device)
+    option = (u[..., 1] * sizes).long().clamp_max(sizes - 1)
+    choices = torch.where(u[..., 0] < torch.tensor([g.probability for g in groups], device=u.device), option + 1, 0)
+    return choice_selection(choices, tuple(group.options for group in groups))
 
 
-def choice_selection(choices: Tensor) -> tuple[Tensor, Tensor]:
-    """(selected, level) for apply_ops from per-group choices (n, len(GROUP_OPTIONS)): 0 = identity, j = option j."""
+def choice_selection(choices: Tensor, groups: tuple[tuple[tuple[str, int], ...], ...] | None = None) -> tuple[Tensor, Tensor]:
+    """(selected, level) for apply_ops from per-group choices (n, groups): 0 = identity, j = the group's option j.
+
+    `groups` are the groups' options (default: those of GROUP_OPTIONS, the learned policy's)."""
+    groups = groups if groups is not None else tuple(options for _, options in GROUP_OPTIONS)
     n, dev = choices.shape[0], choices.device
     selected = torch.zeros(n, len(OPS), dtype=torch.bool, device=dev)
     level = torch.zeros(n, len(OPS), dtype=torch.long, device=dev)
-    for g, (_, options) in enumerate(GROUP_OPTIONS):
-        table = _option_table(options, dev)
+    for g, options in enumerate(groups):
+        table = torch.tensor([[INDEX[name], lv] for name, lv in options], device=dev)  # (K, 2): op, level
         choice = table[(choices[:, g] - 1).clamp_min(0)]
         hit = F.one_hot(choice[:, 0], len(OPS)).bool() & (choices[:, g] > 0)[:, None]
         selected |= hit
