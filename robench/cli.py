@@ -313,10 +313,13 @@ def regress(
 
 
 def _register_subcommands() -> None:
-    """Commands that live beside their packages: corruption sets and figures."""
+    """Commands that live beside their packages: corruption sets, figures, sweeps."""
     from robench.corruptions.cli import corrupt, list_corruptions
     from robench.plots.cli import plot_app
+    from robench.sweep.cli import status, sweep
 
+    app.command("sweep")(friendly_errors(sweep))
+    app.command("status")(friendly_errors(status))
     app.command("corruptions")(friendly_errors(list_corruptions))
     app.command("corrupt")(friendly_errors(corrupt))
     app.add_typer(plot_app, name="plot")

@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from robench.benchmark.config import RunConfig, get_budget
+from robench.benchmark.config import Budget, RunConfig, get_budget
 from robench.benchmark.evaluate import check_test_sets, evaluate
 from robench.benchmark.reopen import build_method, config_numerics, reopen
 from robench.benchmark.metrics import HD95_VARIANTS
@@ -118,12 +118,26 @@ def check_writable(folder: Path, option: str) -> None:
         raise ConfigError(f"{option} {folder}: cannot write there ({describe_os_error(exc)})") from None
 
 
-def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResult:
+@dataclass(frozen=True)
+class PlannedRun:
+    """A request resolved into its identity, before anything is written: what `execute` and a sweep's plan share."""
+
+    config: RunConfig
+    run_id: str
+    folder: RunFolder
+    suite_data: SuiteData
+    budget: Budget
+    hparams: dict
+
+
+def plan(request: RunRequest, suite_data: SuiteData | None = None) -> PlannedRun:
+    """Check the request and resolve its run id; `suite_data` (built for the same suite options) may be reused."""
     check_request(request)
     budget = get_budget(request.budget)
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
-    suite_data: SuiteData = get_suite(request.suite).build(request.options)
+    if suite_data is None:
+        suite_data = get_suite(request.suite).build(request.options)
     if len(suite_data.channels) > 1 and not method_cls.multichannel:  # before any data is read
         raise ConfigError(
             f"method {request.method!r} works on single-channel images only; suite {suite_data.name} has "
@@ -139,11 +153,17 @@ def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResul
         train_fraction=request.options.train_fraction, oversample_foreground=request.oversample_foreground,
     )
     run_id = config.run_id()
-    folder = RunFolder.for_config(request.out, run_id)
+    return PlannedRun(config, run_id, RunFolder.for_config(request.out, run_id), suite_data, budget, hparams)
+
+
+def execute(request: RunRequest, log: Callable[[str], None] = print) -> RunResult:
+    planned = plan(request)
+    folder = planned.folder
     fresh = not folder.path.exists()
     try:
         with RunLock(folder.path):
-            return _execute_locked(request, config, run_id, folder, suite_data, budget, hparams, log)
+            return _execute_locked(request, planned.config, planned.run_id, folder, planned.suite_data,
+                                   planned.budget, planned.hparams, log)
     except BaseException:
         _remove_if_empty(folder, fresh)
         raise

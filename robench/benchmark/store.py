@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +34,7 @@ from robench.numerics import numerics_record
 DONE = "done.json"
 CONFIG = "config.json"
 RECORDS = "records.parquet"
+FAILED = "failed.json"  # written by a sweep's worker when its run raised; removed when the run finishes
 EVALUATIONS = "evaluations"  # records added after the run finished: new test sets, other folders
 TRACKED_PACKAGES = (
     "torch", "numpy", "scipy", "nibabel", "h5py", "pandas", "pyarrow", "torchio", "typer", "rich", "pydicom",
@@ -236,6 +238,42 @@ class RunFolder:
         self.guard_unfinished()
         write_records(self.path / RECORDS, records)
         write_json(self.path / DONE, summary)
+        (self.path / FAILED).unlink(missing_ok=True)  # an earlier failure, retried with success
+
+    def failure(self) -> dict[str, Any] | None:
+        """What the last failed attempt recorded (error line, log path, host, time), or None."""
+        path = self.path / FAILED
+        if not path.exists():
+            return None
+        try:
+            info = read_json(path)
+        except RunStateError:
+            return {"error": f"{path} is unreadable"}
+        return info if isinstance(info, dict) else {"error": str(info)}
+
+    def mark_failed(self, error: str, log_path: Path | None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / FAILED, {
+            "error": error, "log": None if log_path is None else str(log_path), "host": socket.gethostname(),
+            "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+
+    def owner(self) -> dict | None:
+        """The live process writing this folder (its lock record), or None: no lock, released, or its owner died."""
+        path = self.path / LOCK
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            owner = _read_owner(fd)
+            if not owner.get("pid"):
+                return None  # released: the owner truncates the record on exit
+            if owner.get("host") == socket.gethostname():
+                return owner if process_alive(owner["host"], int(owner["pid"])) else None
+            return owner if _flock_held(fd) else None  # another host's pid cannot be checked; its flock can
+        finally:
+            os.close(fd)
 
 
 LOCK = "run.lock"
@@ -256,7 +294,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fd)
         except BlockingIOError:
             owner = _read_owner(fd)
             os.close(fd)
@@ -286,12 +324,36 @@ class RunLock:
             self._fd = None
 
 
+def _flock_exclusive(fd: int, attempts: int = 5) -> None:
+    """Take the lock, retrying briefly: `robench status` probes it for a moment (a shared lock) now and then."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 def _read_owner(fd: int) -> dict:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
         return info if isinstance(info, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def _flock_held(fd: int) -> bool:
+    """Whether some process holds the lock; where flock is unsupported, assume it does (cannot tell)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _describe(owner: dict) -> str:
