@@ -238,8 +238,9 @@ def predict(
 @friendly_errors
 def leaderboard(
     root: Path = typer.Argument(..., help="Results root holding run folders."),
-    format: str = typer.Option("markdown", "--format", help="markdown | csv | json."),
+    format: str = typer.Option("markdown", "--format", help="markdown | csv | json | latex | html."),
     metric: str = typer.Option("dice", help="dice (the ranked leaderboard) | sens | prc | hd95 | assd (mean ± std tables)."),
+    detail: bool = typer.Option(False, "--detail", help="Markdown / LaTeX / HTML: add ± std, CI, per-class, per-mode and cost columns."),
     reference: str = typer.Option("standard", help="Reference method of the paired tests and of mCE."),
     save_mce_reference: bool = typer.Option(
         False, help="Maintainers: write the reference method's graded-corruption errors as robench's shipped mCE reference."
@@ -256,7 +257,29 @@ def leaderboard(
         for path in save_mce_references(records, runs, reference):
             err_console.print(f"wrote mCE reference {path}", highlight=False)
     board = build(records, runs, reference_method=reference) if column == "dice" else metric_table(records, runs, metric=column)
-    typer.echo(render(board, format))
+    typer.echo(render(board, format, detail=detail))
+
+
+@app.command()
+@friendly_errors
+def publish(
+    root: Path = typer.Argument(..., help="Results root holding run folders."),
+    out: Path = typer.Option(Path("docs/leaderboards"), help="Where the boards go (one set of files per suite × budget)."),
+    tag: Optional[str] = typer.Option(None, help="Name part between suite and budget, for a second board of the same suite × budget."),
+    metric: Optional[List[str]] = typer.Option(None, help="Metrics to publish (repeatable): dice (ranked), sens, prc, hd95, assd. Default: dice."),
+    figure: Optional[List[str]] = typer.Option(None, help="Extra figure to embed, CAPTION=PATH.png (repeatable), e.g. a logit plot."),
+) -> None:
+    """Regenerate published leaderboards: JSON entries with provenance, then Markdown, LaTeX and HTML rendered from them."""
+    from robench.leaderboards.publish import publish as write
+
+    figures = []
+    for item in figure or []:
+        caption, sep, path = item.rpartition("=")
+        if not sep or not Path(path).is_file():
+            raise ConfigError(f"--figure expects CAPTION=PATH to an existing image, got {item!r}")
+        figures.append((caption, Path(path)))
+    for path in write(root, out, tag=tag, metrics=metric or ["dice"], figures=figures):
+        console.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

@@ -223,7 +223,8 @@ def test_primary_mode_gives_main_numbers_and_other_modes_an_avg_column():
     assert coop.cells["Avg"].mean == pytest.approx(0.575)
     assert coop.cells["Avg (ftn+stn)"].mean == pytest.approx(0.625)
     assert "Avg (ftn+stn)" not in row_of(table, "standard").cells
-    header = next(line for line in render(leaderboard(records, n_boot=0), "markdown").splitlines() if line.startswith("| Rank"))
+    header = next(line for line in render(leaderboard(records, n_boot=0), "markdown", detail=True).splitlines()
+                  if line.startswith("| Rank"))
     assert "| RV | Avg (ftn+stn) | Runs |" in header
 
 
@@ -375,7 +376,7 @@ def board(tmp_path):
 
 
 def test_markdown_layout_and_legend(board):
-    text = render(board, "markdown")
+    text = render(board, "markdown", detail=True)
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| Rank"))
     assert header.split(" | ")[1:4] == ["Method", "SiteA", "SiteB"]
@@ -410,8 +411,47 @@ def test_json_is_a_complete_document(board):
 
 
 def test_unknown_format_is_a_config_error(board):
-    with pytest.raises(ConfigError, match="unknown leaderboard format 'html'"):
-        render(board, "html")
+    with pytest.raises(ConfigError, match="unknown leaderboard format 'docx'"):
+        render(board, "docx")
+
+
+def test_default_markdown_is_compact_and_detail_adds_the_rest(board):
+    compact, detail = render(board, "markdown"), render(board, "markdown", detail=True)
+    header = next(line for line in compact.splitlines() if line.startswith("| Rank"))
+    table = board.tables[0]
+    shown = [c.name for c in table.columns if c.role in ("test_set", "kind_average", "average")]
+    assert header == "| Rank | Method | " + " | ".join(shown) + " |"
+    better = next(line for line in compact.splitlines() if line.startswith("| 1 [1–1] | better"))
+    assert f"{row_of(table, 'better').cells['SiteA'].mean:.3f} ↑" in better and "±" not in better
+    assert "Avg 95 % CI" in detail and "Avg 95 % CI" not in compact and "`--detail` adds" in compact
+
+
+def test_latex_is_booktabs_with_escaped_text(board):
+    text = render(board, "latex")
+    assert text.count("\\toprule") == len(board.tables) and "\\midrule" in text and "\\bottomrule" in text
+    assert "\\caption{cardiac-synth" in text and "max\\_directed" in text and "$\\uparrow$" in text
+    first = next(line for line in text.splitlines() if line.startswith("1 [1--1] & better"))
+    assert first.count("&") == len([c for c in board.tables[0].columns if c.role in ("test_set", "kind_average", "average")]) + 1
+
+
+def test_entries_round_trip_to_the_same_tables(board, tmp_path):
+    from robench.leaderboards.entries import board_entries, board_from_entries, read_entries, write_entries
+
+    runs = pd.DataFrame({"run_id": [r for t in board.tables for row in t.rows for r in row.run_ids], "path": "x"})
+    entries = board_entries(board, runs.drop_duplicates("run_id"), tmp_path)
+    assert len(entries) == len({(t.suite, t.budget, row.label) for t in board.tables for row in t.rows})
+    assert all(e["provenance"]["run_ids"] for e in entries)
+    write_entries(entries, tmp_path / "board")
+    rebuilt = board_from_entries(read_entries(tmp_path / "board"))
+    for fmt, detail in (("markdown", False), ("markdown", True), ("latex", False)):
+        assert render(rebuilt, fmt, detail=detail) == render(board, fmt, detail=detail)
+
+
+def test_html_page_is_self_contained_and_sortable_by_data_values(board):
+    page = render(board, "html")
+    assert page.startswith("<!doctype html>") and "<script>" in page and "http" not in page.replace("https://", "")
+    assert page.count("<table class=board>") == len(board.tables)
+    assert 'data-value="better"' in page and "aria-sort" in page
 
 
 def test_row_missing_a_test_set_has_no_avg_no_rank_and_is_listed_last():

@@ -99,8 +99,16 @@ def kill_midway_then_resume(tiny_acdc: Path, out: Path, launcher: list[str], kil
 
 
 def _unfinished_started(out: Path) -> bool:
-    return any((p / "checkpoints" / "last.pt").exists() and not (p / "done.json").exists()
+    """Some run has a checkpoint and is still training (so killing now interrupts it mid-run)."""
+    return any((p / "checkpoints" / "last.pt").exists() and "training finished" not in _text(p / "log.txt")
                for p in out.iterdir() if p.is_dir())
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def wait_for(condition, timeout: float, what: str) -> None:

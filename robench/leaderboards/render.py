@@ -11,14 +11,15 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Literal
 
 import pandas as pd
 
 from robench.errors import ConfigError
-from robench.leaderboards.table import Cell, Leaderboard, Table
+from robench.leaderboards.table import Cell, Column, Leaderboard, Table
 
-FORMATS = ("markdown", "csv", "json")
+FORMATS = ("markdown", "csv", "json", "latex", "html")
+COMPACT_ROLES = ("test_set", "kind_average", "average")  # the default tables; --detail shows every column
+COMPACT_DECIMALS = 3
 METRIC_NAMES = {"dice": "Dice", "hd95": "HD95 (mm)", "assd": "ASSD (mm)", "sensitivity": "Sensitivity", "precision": "Precision"}
 DECIMALS = {"dice": 4, "sensitivity": 4, "precision": 4, "hd95": 2, "assd": 2}
 COST_DECIMALS = {"Train h": 2, "Peak MB": 0, "Infer s/vol": 3}
@@ -26,39 +27,63 @@ MARKS = {"better": " ↑", "worse": " ↓", "": ""}
 SCHEMA_VERSION = 1
 
 
-def render(board: Leaderboard, fmt: Literal["markdown", "csv", "json"]) -> str:
-    """Render every table of `board` in one document of format `fmt`."""
+def render(board: Leaderboard, fmt: str, detail: bool = False) -> str:
+    """Render every table of `board` in one document of format `fmt`.
+
+    Markdown, LaTeX and HTML are compact by default — test sets, kind averages and Avg at three
+    decimals, rank with its interval — and show ± std, per-class, cost and CI columns with `detail`.
+    CSV and JSON always hold everything.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown leaderboard format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return {"markdown": _markdown, "csv": _csv, "json": _json}[fmt](board)
+    if fmt == "html":
+        from robench.leaderboards.html import page
+
+        return page(board, detail=detail)
+    if fmt in ("markdown", "latex"):
+        return {"markdown": _markdown, "latex": _latex}[fmt](board, detail)
+    return {"csv": _csv, "json": _json}[fmt](board)
+
+
+def shown_columns(table: Table, detail: bool) -> list[Column]:
+    return list(table.columns) if detail else [c for c in table.columns if c.role in COMPACT_ROLES]
+
+
+def decimals_of(table: Table, detail: bool) -> int:
+    return DECIMALS.get(table.metric, 4) if detail else min(COMPACT_DECIMALS, DECIMALS.get(table.metric, 4))
+
+
+def table_title(table: Table) -> str:
+    return (f"`{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}"
+            + (f" · {table.view}" if table.view else ""))
 
 
 # --------------------------------------------------------------------------- markdown
 
 
-def _markdown(board: Leaderboard) -> str:
+def _markdown(board: Leaderboard, detail: bool) -> str:
     parts = []
     if board.n_unfinished:
         parts.append(f"_{board.n_unfinished} unfinished run(s) ignored (no done.json)._\n")
-    parts += [_markdown_table(table) for table in board.tables]
+    parts += [_markdown_table(table, detail) for table in board.tables]
     return "\n".join(parts)
 
 
-def _markdown_table(table: Table) -> str:
-    decimals = DECIMALS.get(table.metric, 4)
+def _markdown_table(table: Table, detail: bool) -> str:
+    decimals = decimals_of(table, detail)
     ranked = any(row.rank is not None for row in table.rows)
-    with_ci = table.n_boot > 0
-    last_metric_column = next(c.name for c in reversed(table.columns) if c.role != "cost")
+    with_ci = table.n_boot > 0 and detail
+    columns = shown_columns(table, detail)
+    last_metric_column = next(c.name for c in reversed(columns) if c.role != "cost") if detail else None
     header = (["Rank"] if ranked else []) + ["Method"]
-    for column in table.columns:
+    for column in columns:
         header.append(column.name)
         if column.name == "Avg" and with_ci:
             header.append("Avg 95 % CI")
         if column.name == last_metric_column:
             header.append("Runs")
     lines = [
-        f"### `{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}"
-        + (f" · {table.view}" if table.view else ""),
+        f"### {table_title(table)}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" if name == "Method" else "---:" for name in header) + "|",
@@ -66,26 +91,26 @@ def _markdown_table(table: Table) -> str:
     for row in table.rows:
         values = [_rank_text(row.rank, row.rank_interval)] if ranked else []
         values.append(row.label.replace("|", "\\|"))
-        for column in table.columns:
+        for column in columns:
             cell = row.cells.get(column.name)
             if column.role == "cost":
                 values.append(_number(cell.mean if cell else math.nan, COST_DECIMALS.get(column.name, 2)))
             else:
-                values.append(_cell_text(cell, decimals))
+                values.append(_cell_text(cell, decimals, with_std=detail))
             if column.name == "Avg" and with_ci:
                 values.append(f"[{_number(cell.ci[0], decimals)}, {_number(cell.ci[1], decimals)}]" if cell and cell.ci else "–")
             if column.name == last_metric_column:
                 values.append(str(row.runs))
         lines.append("| " + " | ".join(values) + " |")
-    lines += ["", f"_{_legend(table)}_", ""]
+    lines += ["", f"_{legend(table, detail)}_", ""]
     return "\n".join(lines)
 
 
-def _cell_text(cell: Cell | None, decimals: int) -> str:
+def _cell_text(cell: Cell | None, decimals: int, with_std: bool = True) -> str:
     if cell is None or math.isnan(cell.mean):
         return "–"
     text = _number(cell.mean, decimals)
-    if not math.isnan(cell.std):
+    if with_std and not math.isnan(cell.std):
         text += f" ± {_number(cell.std, decimals)}"
     return text + MARKS[cell.mark]
 
@@ -98,6 +123,14 @@ def _rank_text(rank: int | None, interval: tuple[int, int] | None) -> str:
 
 def _number(value: float, decimals: int) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{decimals}f}"
+
+
+def legend(table: Table, detail: bool = True) -> str:
+    text = _legend(table)
+    if not detail:
+        text = text.replace("Cell: mean ± std over runs", "Cell: mean over runs") + (
+            " Compact table: `--detail` adds ± std, the 95 % CI of Avg, per-class, per-mode and cost columns.")
+    return text
 
 
 def _legend(table: Table) -> str:
@@ -131,6 +164,48 @@ def _legend(table: Table) -> str:
     parts.append(f"HD95 variant: {', '.join(table.hd95_variants) or 'not recorded'}.")
     parts += [note[0].upper() + note[1:] + "." for note in table.notes]
     return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- latex
+
+
+def _latex(board: Leaderboard, detail: bool) -> str:
+    """booktabs tables, one per view; the legend goes to the caption."""
+    return "\n".join(_latex_table(table, detail) for table in board.tables)
+
+
+def _latex_table(table: Table, detail: bool) -> str:
+    decimals = decimals_of(table, detail)
+    ranked = any(row.rank is not None for row in table.rows)
+    columns = shown_columns(table, detail)
+    header = (["Rank"] if ranked else []) + ["Method"] + [c.name for c in columns]
+    spec = ("r" if ranked else "") + "l" + "r" * len(columns)
+    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(_tex(h) for h in header) + " \\\\", "\\midrule"]
+    for row in table.rows:
+        values = [_tex(_rank_text(row.rank, row.rank_interval))] if ranked else []
+        values.append(_tex(row.label))
+        for column in columns:
+            cell = row.cells.get(column.name)
+            if column.role == "cost":
+                text = _number(cell.mean if cell else math.nan, COST_DECIMALS.get(column.name, 2))
+            else:
+                text = _cell_text(cell, decimals, with_std=detail)
+            values.append(_tex(text))
+        lines.append(" & ".join(values) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}",
+              f"\\caption{{{_tex(table_title(table).replace('`', ''))}. {_tex(legend(table, detail))}}}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "α": r"$\alpha$", "→": r"$\rightarrow$",
+                "·": r"\textperiodcentered{}", "–": "--", "²": r"\textsuperscript{2}", "×": r"$\times$"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
 # --------------------------------------------------------------------------- csv / json
@@ -192,7 +267,7 @@ def _json(board: Leaderboard) -> str:
                 "hd95_variants": list(table.hd95_variants),
                 "metric_versions": list(table.metric_versions),
                 "notes": list(table.notes),
-                "legend": _legend(table),
+                "legend": legend(table),
                 "rows": [
                     {
                         "label": row.label,

@@ -91,6 +91,7 @@ class Row:
     rank: int | None = None
     rank_interval: tuple[int, int] | None = None
     devices: tuple[str, ...] = ()
+    run_ids: tuple[str, ...] = ()  # the runs behind the row: its provenance
 
 
 @dataclass(frozen=True)
@@ -529,6 +530,7 @@ def _build_table(
             rank=ranks.get(row),
             rank_interval=rank_intervals.get(row),
             devices=devices.get(row, ()),
+            run_ids=tuple(sorted(run_ids[row])),
         )
         for row in sorted_rows
     )
