@@ -10,7 +10,7 @@ REGRESS_OUT ?= .regress-runs
 TEST_ARGS ?=
 REGRESS_BASELINE ?= tests/regression/cardiac_synth_ci.json
 
-.PHONY: install run test regress bench clean
+.PHONY: install run test test-cluster test-browser regress bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(TEST_ARGS)
+
+# the tests that need system packages (Debian, as root): a real single-node Slurm cluster (slurm-wlm, munge),
+# and headless Chromium for the HTML report (chromium, chromium-driver, selenium); without them those tests skip
+test-cluster: $(STAMP)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge
+	$(BIN)/python -m pytest -q tests/test_sweep.py
+
+test-browser: $(STAMP)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+	$(BIN)/pip install --quiet -c constraints.txt selenium
+	$(BIN)/python -m pytest -q tests/test_publish.py
 
 # Dice regression far from chance: the `ci` budget on cardiac-synth against the committed baseline
 # (tolerance derived from the spread over seeds; docs/numerics.md). Resumable; a finished run is reused.

@@ -40,6 +40,12 @@ def _main(
         _fail(str(exc))
 
 
+def wide_console() -> Console:
+    """The terminal's console; for logs and pipes (not 80 columns wide) one 200 wide, so tables print whole,
+    not wrapped at whatever width the environment reports."""
+    return console if console.is_terminal else Console(width=200)
+
+
 def _fail(message: str) -> None:
     """The one line every user-facing error gets, and exit code 2."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -81,7 +87,7 @@ def suites() -> None:
     table = Table("suite", "description", "data")
     for name, suite in sorted(SUITES.items()):
         table.add_row(name, suite.description, suite.source)
-    console.print(table)
+    wide_console().print(table)
 
 
 @app.command()
@@ -93,7 +99,7 @@ def methods() -> None:
     table = Table("method", "description", "reference", "channels")
     for name, cls in sorted(METHODS.items()):
         table.add_row(name, cls.description, cls.reference, "any" if cls.multichannel else "1")
-    console.print(table)
+    wide_console().print(table)
 
 
 @app.command()
@@ -173,8 +179,7 @@ def _print_summary(records) -> None:
             *(_num(row[f"dice:{c}"], 4) for c in classes), _num(row["sensitivity"], 4), _num(row["precision"], 4),
             _num(row["hd95"], 2),
         )
-    # logs and pipes are not 80 columns wide: there a wide suite (many classes) is printed whole, not truncated
-    (console if console.is_terminal else Console(width=200)).print(table)
+    wide_console().print(table)
 
 
 def _num(value: float, digits: int) -> str:

@@ -6,6 +6,7 @@ is committed as text is exactly what the committed data say (a test re-renders a
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +44,7 @@ def publish(root: Path, out: Path, *, tag: str | None = None, metrics: Sequence[
                            (out / f"{name}.html", html_document(entries, figure_files))):
             _write_text(path, text)
             written.append(path)
+        written.append(_save_figure_list(figure_dir, figure_files, out))
         written += [p for _, p in figure_files if Path(p).is_relative_to(out)]
     _write_text(out / INDEX, index(out))
     return written + [out / INDEX]
@@ -58,6 +60,23 @@ def markdown_document(entries: list[dict], name: str, figures: Sequence[tuple[st
     for caption, path in figures:
         lines += [f"![{caption}]({_relative(Path(path), out)})", ""]
     return "\n".join(lines)
+
+
+FIGURE_LIST = "figures.json"
+
+
+def figure_list(figure_dir: Path, out: Path) -> list[tuple[str, Path]]:
+    """The figures a published board shows, as `publish` recorded them (caption, path)."""
+    path = figure_dir / FIGURE_LIST
+    if not path.exists():
+        return []
+    return [(caption, (out / relative).resolve()) for caption, relative in json.loads(path.read_text())]
+
+
+def _save_figure_list(figure_dir: Path, figures: Sequence[tuple[str, Path]], out: Path) -> Path:
+    path = figure_dir / FIGURE_LIST
+    _write_text(path, json.dumps([[caption, _relative(Path(p), out)] for caption, p in figures], indent=1) + "\n")
+    return path
 
 
 def html_document(entries: list[dict], figures: Sequence[tuple[str, Path]]) -> str:

@@ -134,7 +134,9 @@ def status(
     for s in statuses:
         table.add_row(s.run_id, s.suite or "", s.method or "", _text(s.seed), _text(s.cval), _text(s.train_fraction),
                       f"[{colours[s.state.value]}]{s.state.value}[/]", s.detail)
-    (console if console.is_terminal else Console(width=200)).print(table)
+    from robench.cli import wide_console
+
+    wide_console().print(table)
     for s in (s for s in statuses if s.state.value == "failed"):  # whole, not cut to the table's width
         console.print(f"[bold red]failed[/] {s.run_id}: {s.detail}" + (f"\n  log: {s.log}" if s.log else ""),
                       highlight=False, soft_wrap=True)
