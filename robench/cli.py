@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -42,8 +43,11 @@ def _main(
 
 def wide_console() -> Console:
     """The terminal's console; for logs and pipes (not 80 columns wide) one 200 wide, so tables print whole,
-    not wrapped at whatever width the environment reports."""
-    return console if console.is_terminal else Console(width=200)
+    not wrapped at whatever width the environment reports (COLUMNS, when wider, is honoured)."""
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=max(200, int(columns) if columns.isdigit() else 0))
 
 
 def _fail(message: str) -> None:
