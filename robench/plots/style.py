@@ -32,11 +32,20 @@ METHOD_COLOURS = {
     "no-aug": "#ca9161",
     "heuristic": "#006374",
     "rand-augment": "#591e71",
+    "learned-aug": "#17becf",
+    # the class-imbalance family: one hue per technique, dark for the asymmetric variant, light for the symmetric
+    "asym-margin": "#1f77b4", "margin": "#9ec3e6",
+    "asym-focal": "#d62728", "focal": "#ff9896",
+    "asym-adv": "#2ca02c", "adv": "#98df8a",
+    "asym-mixup": "#9467bd", "mixup": "#c5b0d5",
+    "asym-aug": "#bcbd22", "asym-combo": "#8c564b",
 }
 SPARE_COLOURS = ("#12711c", "#001c7f", "#a23582", "#b8850a", "#8c0800", "#fbafe4", "#592f0d")
 METHOD_MARKERS = {
     "standard": "o", "coop-standard": "o", "coop-latent": "D", "coop-latent-x": "d", "adv-bias": "s",
     "adv-noise": "s", "rand-conv": "^", "rand-mwm": "v", "no-aug": "X", "heuristic": "P", "rand-augment": "*",
+    "learned-aug": "H", "asym-margin": ">", "margin": ">", "asym-focal": "<", "focal": "<", "asym-adv": "h", "adv": "h",
+    "asym-mixup": "p", "mixup": "p", "asym-aug": "8", "asym-combo": "d",
 }
 SPARE_MARKERS = ("h", "p", "<", ">", "8")
 VARIANT_LINESTYLES = ("-", "--", ":", "-.")
@@ -74,6 +83,7 @@ def line_styles(rows: Iterable[tuple[str, str]]) -> dict[str, LineStyle]:
     variants), so variants stay apart in point-only figures too."""
     styles: dict[str, LineStyle] = {}
     variants: dict[str, int] = {}
+    spare: dict[str, str] = {}  # unregistered methods of this figure: hashed colours, moved on where two collide
     for label, method in rows:
         if label in styles:
             continue
@@ -81,6 +91,12 @@ def line_styles(rows: Iterable[tuple[str, str]]) -> dict[str, LineStyle]:
         variants[method] = index + 1
         marker = METHOD_MARKERS.get(method) or SPARE_MARKERS[zlib.crc32(method.encode()) % len(SPARE_MARKERS)]
         colour = method_colour(method)
+        if method not in METHOD_COLOURS:
+            if method not in spare:
+                start = SPARE_COLOURS.index(colour)
+                free = [SPARE_COLOURS[(start + k) % len(SPARE_COLOURS)] for k in range(len(SPARE_COLOURS))]
+                spare[method] = next((c for c in free if c not in spare.values()), colour)
+            colour = spare[method]
         linestyle = VARIANT_LINESTYLES[index % len(VARIANT_LINESTYLES)]
         styles[label] = LineStyle(colour, marker, linestyle, colour if index == 0 else "white")
     return styles
