@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 OUT ?= runs
 REGRESS_OUT ?= .regress-runs
 # extra pytest arguments, e.g. TEST_ARGS='-n 2 --dist loadfile' (pytest-xdist, one thread per worker:
-# tests/conftest.py); not the default yet: some tests fail under xdist (session 9's note)
+# tests/conftest.py). A fresh clone passed under it in session 11 except for a sweep test's wait, since widened;
+# serial stays the default until a CI run has shown the two-worker suite with the sweep tests' own workers beside it
 TEST_ARGS ?=
 REGRESS_BASELINE ?= tests/regression/cardiac_synth_ci.json
 
