@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from robench.errors import ConfigError
 from robench.sweep import grid as g
 from robench.sweep.launchers import time_minutes
 from robench.sweep.status import RunState, collect_status, run_state
+from tests.slurm_cluster import free_port
 
 METHODS = "standard,adv-bias,rand-conv"
 N_RUNS = 6  # 3 methods × 2 seeds
@@ -138,7 +138,7 @@ def ray_cluster(tmp_path_factory):
     """A real Ray instance on this machine, started and stopped by the test."""
     pytest.importorskip("ray", reason="the ray launcher needs ray (pip install 'robench[cluster]')")
     ray_bin = Path(sys.executable).with_name("ray")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     "--object-store-memory=100000000", "--disable-usage-stats"],
@@ -165,12 +165,6 @@ def test_slurm_sweep_cancelled_and_resumed(tiny_acdc, tmp_path, reference):
         out = cluster.shared / "runs"
         kill_midway_then_resume(tiny_acdc, out, ["--launcher", "slurm", "--cpus", "1", "--time", "20"],
                                 lambda proc: cluster.cancel_all(proc), reference)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the grid, the plan, the status

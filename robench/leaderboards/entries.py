@@ -20,6 +20,7 @@ import pandas as pd
 
 from robench.benchmark.store import write_json
 from robench.errors import DataError
+from robench.leaderboards.render import _finite
 from robench.leaderboards.table import Cell, Column, Leaderboard, Row, Table
 
 ENTRY_SCHEMA = "robench-leaderboard-entry/1"
@@ -156,10 +157,6 @@ def _cell(cell: Cell) -> dict:
     return {"mean": _finite(cell.mean), "std": _finite(cell.std), "n_runs": cell.n_runs, "n_cases": cell.n_cases,
             "ci": [_finite(cell.ci[0]), _finite(cell.ci[1])] if cell.ci else None,
             "p_value": _finite(cell.p_value), "p_holm": _finite(cell.p_holm), "mark": cell.mark}
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def _nan(value: float | None) -> float:

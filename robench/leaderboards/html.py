@@ -109,10 +109,12 @@ def _table_html(table: Table, index: int, detail: bool) -> str:
             f"<tbody>{''.join(body)}</tbody></table><p class=legend>{_e(legend(table, detail))}</p>")
 
 
-def _td(text: str, value, mark: str = "") -> str:
-    number = value if isinstance(value, str) else ("" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value)))
+def _td(text: str, value: str | float, mark: str = "") -> str:
+    """A cell whose `data-value` (a label, a number, or empty for none) is what the page sorts by."""
+    if not isinstance(value, str):
+        value = "" if math.isnan(value) else repr(float(value))
     css = f" class={mark}" if mark else ""
-    return f"<td data-value=\"{_e(str(number))}\"{css}>{_e(text)}</td>"
+    return f"<td data-value=\"{_e(value)}\"{css}>{_e(text)}</td>"
 
 
 def _figure(caption: str, path: Path) -> str:

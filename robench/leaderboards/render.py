@@ -126,14 +126,7 @@ def _number(value: float, decimals: int) -> str:
 
 
 def legend(table: Table, detail: bool = True) -> str:
-    text = _legend(table)
-    if not detail:
-        text = text.replace("Cell: mean ± std over runs", "Cell: mean over runs") + (
-            " Compact table: `--detail` adds ± std, the 95 % CI of Avg, per-class, per-mode and cost columns.")
-    return text
-
-
-def _legend(table: Table) -> str:
+    """What the cells, columns, marks and ranks of `table` mean; the compact form says what `--detail` adds."""
     metric = METRIC_NAMES.get(table.metric, table.metric)
     n_sets = sum(c.role == "test_set" for c in table.columns)
     runs = sorted({row.runs for row in table.rows})
@@ -141,7 +134,7 @@ def _legend(table: Table) -> str:
     kinds = [c.name for c in table.columns if c.role == "kind_average"]
     classes = [c.name for c in table.columns if c.role == "class_average"]
     parts = [
-        f"Cell: mean ± std over runs (seeds/cvals) of a run's test-set {metric}, the mean over cases of the mean over classes "
+        f"Cell: mean{' ± std' if detail else ''} over runs (seeds/cvals) of a run's test-set {metric}, the mean over cases of the mean over classes "
         f"(both-empty classes skipped){'' if table.higher_is_better else '; lower is better'}.",
         f"Avg: mean of the {n_sets} test-set columns" + (f"; {'/'.join(kinds)}: mean of that kind's columns" if kinds else "")
         + (f"; {'/'.join(classes)}: per-class Avg" if classes else "") + ".",
@@ -163,6 +156,8 @@ def _legend(table: Table) -> str:
         parts.append("Rank [95 % bootstrap rank interval]; a row whose interval overlaps the row above shares its rank.")
     parts.append(f"HD95 variant: {', '.join(table.hd95_variants) or 'not recorded'}.")
     parts += [note[0].upper() + note[1:] + "." for note in table.notes]
+    if not detail:
+        parts.append("Compact table: `--detail` adds ± std, the 95 % CI of Avg, per-class, per-mode and cost columns.")
     return " ".join(parts)
 
 

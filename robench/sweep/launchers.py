@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 from robench.errors import ConfigError
 from robench.sweep.grid import Job
 from robench.sweep.status import SWEEPS_DIR
-from robench.sweep.worker import Outcome, run_job, with_threads
+from robench.sweep.worker import Outcome, one_line, run_job, with_threads
 
 Report = Callable[[Outcome], None]
 
@@ -135,7 +135,7 @@ class SlurmLauncher:
             try:
                 outcome = sjob.result()
             except Exception as exc:  # noqa: BLE001 — cancelled, killed, node failure: the run is resumable
-                outcome = Outcome(job.run_id, "interrupted", f"slurm job {sjob.job_id}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__}")
+                outcome = Outcome(job.run_id, "interrupted", f"slurm job {sjob.job_id}: {one_line(exc)[:200]}")
             outcomes[job.run_id] = outcome
             report(outcome)
         return [outcomes[job.run_id] for job in jobs]

@@ -48,11 +48,15 @@ class RunStatus:
 
 
 def run_state(folder: RunFolder) -> RunState:
+    return _state(folder, folder.owner(), folder.failure())
+
+
+def _state(folder: RunFolder, owner: dict | None, failure: dict | None) -> RunState:
     if folder.finished:
         return RunState.DONE
-    if folder.owner() is not None:
+    if owner is not None:
         return RunState.RUNNING
-    if folder.failure() is not None:
+    if failure is not None:
         return RunState.FAILED
     if folder.started or folder.last_checkpoint.exists():
         return RunState.INTERRUPTED
@@ -61,7 +65,8 @@ def run_state(folder: RunFolder) -> RunState:
 
 def run_status(folder: RunFolder, described: dict | None = None) -> RunStatus:
     """One run's state; `described` (a sweep plan's entry) names it when the folder holds no config yet."""
-    state = run_state(folder)
+    owner, failure = folder.owner(), folder.failure()  # each read once: the lock record and failed.json
+    state = _state(folder, owner, failure)
     about = dict(described or {})
     if folder.started:
         try:
@@ -70,11 +75,9 @@ def run_status(folder: RunFolder, described: dict | None = None) -> RunStatus:
             pass
     detail, log = "", None
     if state is RunState.FAILED:
-        failure = folder.failure() or {}
         detail, log = str(failure.get("error", "")), failure.get("log")
     elif state in (RunState.RUNNING, RunState.INTERRUPTED):
         detail = _last_line(folder.path / "log.txt")
-        owner = folder.owner()
         if owner:
             detail = f"pid {owner['pid']} on {owner.get('host', '?')}: {detail}"
     return RunStatus(

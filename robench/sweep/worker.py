@@ -42,7 +42,7 @@ def run_job(job: Job) -> Outcome:
         try:
             result = execute(job.request, log=write)
         except Exception as exc:  # noqa: BLE001 — recorded, reported, and the sweep goes on
-            error = _one_line(exc)
+            error = one_line(exc)
             write(f"failed: {error}")
             log.write(traceback.format_exc())
             folder = RunFolder.for_config(job.request.out, job.run_id)
@@ -63,6 +63,7 @@ def with_threads(job: Job, threads: int) -> Job:
     return dataclasses.replace(job, request=dataclasses.replace(job.request, threads=threads))
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The error's type and last line: what `robench status` shows of a failure."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
