@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robench.errors import ConfigError, RobenchError, describe_os_error
+from robench.corruptions.cli import CORRUPTIONS_HELP
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -118,9 +119,7 @@ def run(
     data_root: Optional[Path] = typer.Option(None, help="ACDC folder (official NIfTI or SSL4MIS HDF5 layout)."),
     mnms_root: Optional[Path] = typer.Option(None, help="M&Ms folder (official layout), adds per-vendor test sets."),
     sunnybrook_root: Optional[Path] = typer.Option(None, help="Sunnybrook folder (DICOM + contours), adds a cross-site test set."),
-    corruptions: str = typer.Option(
-        "acdc-c", help="Artefact test sets: acdc-c (the paper's four), graded (9 types × 5 severities), all, none."
-    ),
+    corruptions: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
     corruption_seed: int = typer.Option(0, help="Seed of the frozen artefact copies."),
     hparam: Optional[List[str]] = typer.Option(None, help="Hyperparameter override key=value (repeatable)."),
     resume: bool = typer.Option(False, help="Continue an interrupted run of the same config."),

@@ -65,6 +65,47 @@ def test_acdc_c_sets_three_copies_each_with_the_papers_names_and_meta(tmp_path):
     assert not any(tmp_path.rglob("*.json")), "building the sets must not touch any case"
 
 
+def _both_frames(n: int = 2) -> dict[str, Case]:
+    """ED and ES of `n` toy subjects (the ES frame a different draw of the same heart)."""
+    out = {}
+    for frame, cases in (("ED", _sources(n)), ("ES", _sources(n, shape=(3, 40, 40)))):
+        for cid, case in cases.items():
+            es_id = cid.replace("_ED", f"_{frame}")
+            image = case.image if frame == "ED" else case.image[:, ::-1].copy()
+            out[es_id] = Case(es_id, image, case.label if frame == "ED" else case.label[:, ::-1].copy(), case.spacing,
+                              {**case.meta, "frame": frame})
+    return out
+
+
+def test_es_family_corrupts_only_the_es_frames_with_the_very_copies_of_the_both_frames_sets(tmp_path):
+    intra = _intra(_both_frames())
+    both = _by_name(artefact_test_sets(intra, families=("acdc-c",), cache_dir=tmp_path / "both"))
+    es = _by_name(artefact_test_sets(intra, families=("acdc-c-es",), cache_dir=tmp_path / "es"))
+    assert list(es) == ["RandBias-ES", "RandGhosting-ES", "RandMotion-ES", "RandSpike-ES"]
+    for name in ACDC_C_SETS:
+        es_set, both_set = es[f"{name}-ES"], both[name]
+        assert es_set.meta["family"] == "acdc-c-es" and es_set.meta["frames"] == ["ES"]
+        assert len(es_set.cases) == 2 * 3 and len(both_set.cases) == 4 * 3  # ES only: half the volumes
+        assert all(r.meta["frame"] == "ES" for r in es_set.cases)
+        twins = {r.case_id: r for r in both_set.cases}
+        for ref in es_set.cases[:4]:  # the ES copy here is the ES copy there, pixel for pixel
+            a, b = ref.load(), twins[ref.case_id].load()
+            assert a.image.tobytes() == b.image.tobytes()
+            assert a.meta["family"] == "acdc-c-es" and b.meta["family"] == "acdc-c"
+
+
+def test_es_family_on_a_suite_without_frames_says_to_use_acdc_c(tmp_path):
+    sources = {cid: Case(cid, c.image, c.label, c.spacing, {"site": "toy"}) for cid, c in _sources().items()}
+    intra = base.TestSet("Toy", "intra", tuple(CaseRef(cid, lambda cid=cid: sources[cid], {"site": "toy"}) for cid in sources))
+    with pytest.raises(ConfigError, match="has no frames; use --corruptions acdc-c"):
+        artefact_test_sets(intra, families=("acdc-c-es",), cache_dir=tmp_path)
+
+
+def test_all_families_means_acdc_c_and_graded_and_a_comma_list_keeps_the_es_sets():
+    assert base.parse_corruption_families("all") == ("acdc-c", "graded")
+    assert base.parse_corruption_families("acdc-c-es,acdc-c") == ("acdc-c", "acdc-c-es")
+
+
 def test_graded_sets_one_copy_per_case_named_type_at_severity(tmp_path):
     sets = artefact_test_sets(_intra(_sources()), families=("graded",), cache_dir=tmp_path)
     assert len(sets) == 9 * 5
@@ -182,7 +223,7 @@ def test_unknown_type_severity_or_family_is_a_config_error_listing_the_valid_one
     for severity in (0, 6, 2.5):
         with pytest.raises(ConfigError, match="severity must be one of 1, 2, 3, 4, 5"):
             apply_corruption(stack, "noise", severity)
-    with pytest.raises(ConfigError, match="valid families: acdc-c, graded"):
+    with pytest.raises(ConfigError, match="valid families: acdc-c, acdc-c-es, graded"):
         artefact_test_sets(_intra(_sources(1)), families=("imagenet-c",), cache_dir=tmp_path)
 
 

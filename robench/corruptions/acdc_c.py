@@ -10,6 +10,7 @@ TorchIO's and the result is replayable.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -97,6 +98,8 @@ _SETS = {
     "RandSpike": ("spike", "RandomSpike()", _spike),
 }
 ACDC_C_SETS: tuple[str, ...] = tuple(_SETS)
+ES_SUFFIX = "-ES"  # the paper-exact sets: RandBias-ES, ...
+ACDC_C_ES_SETS: tuple[str, ...] = tuple(f"{name}{ES_SUFFIX}" for name in _SETS)
 
 
 def _distribution(random: tio.Transform) -> dict[str, Any]:
@@ -117,6 +120,15 @@ def acdc_c_recipes() -> tuple[Recipe, ...]:
             transform=build, physical_grid=False,
         ))
     return tuple(recipes)
+
+
+def acdc_c_es_recipes() -> tuple[Recipe, ...]:
+    """ACDC-C as the public script generated it: frame ES only, 3 copies (60 volumes per set on ACDC's 20).
+
+    Same seed stream as the both-frames set of the same corruption, so every ES copy here is
+    the ES copy there, parameter for parameter: the two families differ only by the ED cases.
+    """
+    return tuple(replace(r, name=f"{r.name}{ES_SUFFIX}", family="acdc-c-es", frames=("ES",)) for r in acdc_c_recipes())
 
 
 def acdc_c_description() -> list[tuple[str, str, str]]:

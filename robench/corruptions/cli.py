@@ -16,6 +16,10 @@ from rich.table import Table
 
 from robench.errors import ConfigError
 
+CORRUPTIONS_HELP = ("Artefact test sets: acdc-c (the paper's four, both frames), acdc-c-es (the same of frame ES only, "
+                    "as the public script: 60 per set on ACDC), graded (9 types × 5 severities), all (acdc-c,graded), "
+                    "none, or a comma list.")
+
 console = Console()
 
 
@@ -35,7 +39,7 @@ def list_corruptions() -> None:
         console.print(f"[bold]{corruption.name}[/]: {corruption.description} [dim]({corruption.implementation})[/]",
                       highlight=False)
     console.print()
-    published = Table("set", "type", "TorchIO transform", "copies", title="ACDC-C as published (family 'acdc-c', severity 0)")
+    published = Table("set", "type", "TorchIO transform", "copies", title="ACDC-C as published (family 'acdc-c': both frames; 'acdc-c-es': frame ES only, sets <name>-ES, as the public script)")
     for name, corruption, call in acdc_c_description():
         published.add_row(name, corruption, call, str(COPIES))
     console.print(published)
@@ -46,7 +50,7 @@ def corrupt(
     data_root: Optional[Path] = typer.Option(None, help="Data folder of the suite (cardiac: the ACDC folder)."),
     out: Path = typer.Option(Path("corrupted"), help="Output folder: <out>/<set>/<case>_image.nii.gz, _label.nii.gz, .json."),
     seed: int = typer.Option(0, help="Corruption seed; the same seed writes byte-identical files."),
-    families: str = typer.Option("acdc-c", help="acdc-c (the paper's four sets), graded (9 types × 5 severities), all."),
+    families: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
     cache_dir: Optional[Path] = typer.Option(None, help="Where generated data and frozen parameters are cached (default $ROBENCH_HOME)."),
 ) -> None:
     """Write the artefact test sets of a suite to disk as NIfTI images, labels and parameter files.
@@ -58,7 +62,7 @@ def corrupt(
 
     chosen = parse_corruption_families(families)
     if not chosen:
-        raise ConfigError("no corruption family selected; use --families acdc-c, graded or all")
+        raise ConfigError("no corruption family selected; use --families acdc-c, acdc-c-es, graded or all")
     options = SuiteOptions(data_root=data_root, cache_dir=cache_dir, corruptions=chosen, corruption_seed=seed)
     sets = [t for t in get_suite(suite).build(options).test_sets if t.kind == "artefact"]
     if not sets:

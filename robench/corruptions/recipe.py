@@ -14,8 +14,8 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 import torchio as tio
 
-Family = Literal["acdc-c", "graded"]
-FAMILIES: tuple[Family, ...] = ("acdc-c", "graded")
+Family = Literal["acdc-c", "acdc-c-es", "graded"]
+FAMILIES: tuple[Family, ...] = ("acdc-c", "acdc-c-es", "graded")
 ImageTransform = Callable[[tio.ScalarImage], tio.ScalarImage]
 
 # TorchIO's samplers draw from torch's global generator; a draw seeds it (in a fork) under this
@@ -51,7 +51,8 @@ class Recipe:
     graded sets (one per-case draw shared by all five severities, so severity changes only
     the magnitude). `physical_grid` says whether the TorchIO image carries the paper grid's
     spacing (graded: parameters in mm) or the identity affine of a bare tensor (ACDC-C, as
-    the paper called TorchIO).
+    the paper called TorchIO). `frames` keeps only the source cases of those cardiac frames
+    (`acdc-c-es`: ES, as the public generation script); None keeps every case.
     """
 
     name: str
@@ -64,3 +65,4 @@ class Recipe:
     draw: Callable[[int], dict[str, Any]]
     transform: Callable[[Mapping[str, Any]], ImageTransform]
     physical_grid: bool
+    frames: tuple[str, ...] | None = None

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from robench.benchmark.config import CARDIAC_GEOMETRY, Geometry
 from robench.benchmark.suites.base import Case, CaseRef, SuiteOptions, TestSet
-from robench.corruptions.acdc_c import acdc_c_recipes
+from robench.corruptions.acdc_c import acdc_c_es_recipes, acdc_c_recipes
 from robench.corruptions.frozen import Header, derive_seed, frozen_parameters, source_sha256
 from robench.corruptions.graded import graded_recipes
 from robench.corruptions.pipeline import corrupt_case, paper_grid
@@ -35,6 +35,8 @@ def recipes(families: Sequence[str]) -> tuple[Recipe, ...]:
     out: tuple[Recipe, ...] = ()
     if "acdc-c" in families:
         out += acdc_c_recipes()
+    if "acdc-c-es" in families:
+        out += acdc_c_es_recipes()
     if "graded" in families:
         out += graded_recipes()
     return out
@@ -65,7 +67,8 @@ def artefact_test_sets(
     intra: TestSet, *, seed: int = 0, families: Sequence[str] = ("acdc-c",), cache_dir: Path | None = None,
     geometry: Geometry = CARDIAC_GEOMETRY,
 ) -> tuple[TestSet, ...]:
-    """The artefact sets of one clean test set: ACDC-C (4 sets × 3 copies), graded (9 types × 5 severities).
+    """The artefact sets of one clean test set: ACDC-C (4 sets × 3 copies; `acdc-c-es`: of the ES frames
+    only), graded (9 types × 5 severities).
 
     Nothing is read here. A case's parameters live in
     `<cache_dir>/<intra name>/seed-<seed>/<set>/<case>.json`: the first load draws and writes
@@ -77,7 +80,7 @@ def artefact_test_sets(
     sets = []
     for recipe in recipes(families):
         refs = []
-        for ref in intra.cases:
+        for ref in _sources(intra, recipe):
             for copy in range(1, recipe.copies + 1):
                 case_id = f"{ref.case_id}_copy{copy}" if recipe.copies > 1 else ref.case_id
                 header = Header(
@@ -91,9 +94,22 @@ def artefact_test_sets(
                 }
                 refs.append(CaseRef(case_id, functools.partial(load_artefact, ref, recipe, header, path, case_id, geometry), meta))
         meta = {"corruption": recipe.corruption, "severity": recipe.severity, "family": recipe.family,
-                "source": intra.name, "corruption_seed": seed, "copies": recipe.copies}
+                "source": intra.name, "corruption_seed": seed, "copies": recipe.copies,
+                **({"frames": list(recipe.frames)} if recipe.frames is not None else {})}
         sets.append(TestSet(recipe.name, "artefact", tuple(refs), meta))
     return tuple(sets)
+
+
+def _sources(intra: TestSet, recipe: Recipe) -> tuple[CaseRef, ...]:
+    """The clean cases a recipe corrupts: all of them, or those of its cardiac frames."""
+    if recipe.frames is None:
+        return intra.cases
+    if not any("frame" in ref.meta for ref in intra.cases):
+        raise ConfigError(
+            f"the {recipe.family} sets keep the {'/'.join(recipe.frames)} frames of cine cases, but test set "
+            f"{intra.name!r} has no frames; use --corruptions acdc-c on this suite"
+        )
+    return tuple(ref for ref in intra.cases if ref.meta.get("frame") in recipe.frames)
 
 
 def load_artefact(source: CaseRef, recipe: Recipe, header: Header, path: Path | None, case_id: str,

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robench.corruptions.cli import CORRUPTIONS_HELP
+
 console = Console()
 
 
@@ -26,7 +28,7 @@ def sweep(
     budget: str = typer.Option("quick", help="smoke | quick | ci | paper."),
     out: Path = typer.Option(Path("runs"), help="Results root (shared by every worker: on a cluster, a shared disk)."),
     data_root: Optional[Path] = typer.Option(None, help="The suite's data folder."),
-    corruptions: str = typer.Option("acdc-c", help="Artefact test sets: acdc-c, graded, all, none."),
+    corruptions: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
     corruption_seed: int = typer.Option(0, help="Seed of the frozen artefact copies."),
     precision: str = typer.Option("auto", help="fp32 | bf16 | auto."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (on each worker)."),

@@ -85,7 +85,7 @@ class SuiteOptions:
     cval: int = 0
     cache_dir: Path | None = None
     extra_roots: Mapping[str, Path] = field(default_factory=dict)
-    # artefact families added to the intra test set (acdc-c, graded); none unless asked for, as
+    # artefact families added to the intra test set (acdc-c, acdc-c-es, graded); none unless asked for, as
     # they multiply evaluation time (the CLI's default is acdc-c, the paper's table)
     corruptions: tuple[str, ...] = ()
     corruption_seed: int = 0  # seed of the frozen artefact copies (every method sees the same images)
@@ -128,14 +128,15 @@ def check_fraction(fraction: float) -> None:
 SPLIT_STREAM, FRACTION_STREAM = 1301, 1302  # SeedSequence words that keep split and subset draws apart
 
 
-CORRUPTION_FAMILIES = ("acdc-c", "graded")
+CORRUPTION_FAMILIES = ("acdc-c", "acdc-c-es", "graded")
+ALL_FAMILIES = ("acdc-c", "graded")  # `all`: acdc-c-es is a subset of acdc-c's cases, and only cine suites have frames
 
 
 def parse_corruption_families(text: str) -> tuple[str, ...]:
-    """`acdc-c`, `graded`, `all`, `none` or a comma list → the artefact families to evaluate."""
+    """`acdc-c`, `acdc-c-es`, `graded`, `all`, `none` or a comma list → the artefact families to evaluate."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return CORRUPTION_FAMILIES
+        return ALL_FAMILIES
     if items in ([], ["none"]):
         return ()
     unknown = [t for t in items if t not in CORRUPTION_FAMILIES]
