@@ -141,6 +141,9 @@ def run(
     oversample_foreground: Optional[float] = typer.Option(
         None, help="Share of each batch drawn from slices holding the rarest class (default: the suite's; nnU-Net suites 1/3)."
     ),
+    test_norm: str = typer.Option(
+        "per-slice", help="Evaluation slices: per-slice (min-max each, robench's default) or none (the public tester's normalize_2D=False)."
+    ),
 ) -> None:
     """Train a method on a suite and evaluate it on every test set."""
     from robench.benchmark.config import parse_hparam_overrides
@@ -157,7 +160,7 @@ def run(
         suite=suite, method=method, seed=seed, cval=cval, budget=budget, hparams=parse_hparam_overrides(hparam),
         out=out, options=options,
         resume=resume, device=device, hd95_variant=hd95, precision=precision, threads=threads,
-        oversample_foreground=oversample_foreground,
+        oversample_foreground=oversample_foreground, test_norm=test_norm,
     )
     result = execute(request, log=lambda m: console.print(m, highlight=False))
     for note in result.notes:

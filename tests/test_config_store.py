@@ -33,6 +33,10 @@ def test_budget_fingerprint_follows_settings_not_wording():
     quick = BUDGETS["quick"]
     assert dataclasses.replace(quick, description="other words").fingerprint() == quick.fingerprint()
     assert dataclasses.replace(quick, lr_schedule="constant").fingerprint() != quick.fingerprint()
+    # a setting added later changes the id only away from its default, so earlier run folders keep theirs
+    assert {name: b.fingerprint() for name, b in BUDGETS.items()} == {
+        "smoke": "7a660001b012", "quick": "ec04f914fec2", "ci": "01acf4aa9661", "paper": "855e18af94a3"}
+    assert dataclasses.replace(quick, test_norm="none").fingerprint() != quick.fingerprint()
 
 
 def test_cosine_schedule_decays_from_the_multiplied_rate_to_the_methods_own():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robench.benchmark.preprocess import normalise_volume, prepare, to_original_grid
+from robench.benchmark.preprocess import PreparedVolume, normalise_volume, prepare, to_original_grid
+from robench.benchmark.preprocess import test_slices as network_inputs  # not a test
 from robench.imageops import centre_crop, uncrop
 from robench.benchmark.suites.base import Case
 from tests.fixtures import heart_volume
@@ -48,3 +49,13 @@ def test_prediction_maps_back_closely_from_a_coarser_grid():
     for c in (1, 2, 3):  # only boundary pixels may move under 2× resampling
         dice = 2 * ((pred == c) & (label == c)).sum() / ((pred == c).sum() + (label == c).sum())
         assert dice > 0.85, (c, dice)
+
+
+def test_test_slices_min_max_each_slice_by_default_and_keep_the_volume_scaling_with_none():
+    image = torch.stack([torch.full((8, 8), 0.2), torch.linspace(0.1, 0.6, 64).reshape(8, 8)])
+    vol = PreparedVolume(image, None, (2, 8, 8))
+    per_slice, raw = network_inputs(vol, 8), network_inputs(vol, 8, "none")
+    assert per_slice.shape == raw.shape == (2, 1, 8, 8)
+    assert float(per_slice[1].min()) == 0.0 and float(per_slice[1].max()) == 1.0  # stretched to [0, 1]
+    torch.testing.assert_close(raw[:, 0], image)  # the public tester's normalize_2D=False: untouched
+    assert float(raw[1].max()) == float(image[1].max()) < 1.0

@@ -65,6 +65,10 @@ class Budget:
     # artefact sets evaluated on the copies of the first N source volumes only (None: all); smoke's
     # 12 updates would otherwise spend minutes corrupting 480 ACDC-C copies
     artefact_sources: int | None = None
+    # how evaluation slices (validation and test) are scaled: "per-slice" min-max to [0, 1] (robench's
+    # default, protocol.md §2) or "none" (the volume's percentile normalisation only, as the public
+    # tester's normalize_2D=False); the network trains on both kinds of slice either way
+    test_norm: str = "per-slice"
 
     def on_geometry(self, geometry: Geometry | None) -> "Budget":
         """This budget on a suite's grid: the field of view of `geometry`, its resolution divided as
@@ -86,8 +90,10 @@ class Budget:
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def fingerprint(self) -> str:
-        """Identity of everything but the description: a run trained under changed settings is another run."""
-        spec = {k: v for k, v in asdict(self).items() if k != "description"}
+        """Identity of everything but the description: a run trained under changed settings is another run.
+        Fields added later stay out at their default, so the runs made before them keep their ids."""
+        spec = {k: v for k, v in asdict(self).items()
+                if k != "description" and not (k in _LATER_BUDGET_FIELDS and v == _LATER_BUDGET_FIELDS[k])}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def effective_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +112,16 @@ class Budget:
 
     def validation_interval(self, n_train_slices: int) -> int:
         return self.val_every or self.iterations_per_epoch(n_train_slices)
+
+
+TEST_NORMS = ("per-slice", "none")
+_LATER_BUDGET_FIELDS = {"test_norm": "per-slice"}
+
+
+def check_test_norm(value: str) -> str:
+    if value not in TEST_NORMS:
+        raise ConfigError(f"--test-norm {value!r} is unknown; use per-slice (robench's default) or none (the public tester's)")
+    return value
 
 
 BUDGETS: dict[str, Budget] = {

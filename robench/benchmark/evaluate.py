@@ -54,7 +54,7 @@ class _Pending:
 
 def _prepared(key: object, case: Case, budget: Budget, device: torch.device) -> _Pending:
     vol = prepare(case, budget.spacing_mm)
-    return _Pending(key, vol, test_slices(vol, budget.crop).to(device))
+    return _Pending(key, vol, test_slices(vol, budget.crop, budget.test_norm).to(device))
 
 
 def predict_volumes(

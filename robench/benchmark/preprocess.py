@@ -82,9 +82,14 @@ def training_slices(case: Case, spacing_mm: float, pad: int, *, all_slices: bool
     return centre_crop(vol.image[keep], pad), centre_crop(vol.label[keep], pad)
 
 
-def test_slices(vol: PreparedVolume, crop: int) -> torch.Tensor:
-    """(Z, C, crop, crop) network input (C = 1 for single-channel volumes): centre fit, per-slice min-max."""
-    slices = minmax_per_slice(centre_crop(vol.image, crop))
+def test_slices(vol: PreparedVolume, crop: int, norm: str = "per-slice") -> torch.Tensor:
+    """(Z, C, crop, crop) network input (C = 1 for single-channel volumes): centre fit, then per-slice
+    min-max, or (`norm="none"`, the public tester's normalize_2D=False) the volume's own scaling."""
+    slices = centre_crop(vol.image, crop)
+    if norm == "per-slice":
+        slices = minmax_per_slice(slices)
+    elif norm != "none":
+        raise ValueError(f"unknown test normalisation {norm!r}")
     return slices[:, None] if slices.ndim == 3 else slices
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from robench.benchmark.config import Budget, RunConfig, get_budget
+from robench.benchmark.config import Budget, RunConfig, check_test_norm, get_budget
 from robench.benchmark.evaluate import check_test_sets, evaluate
 from robench.benchmark.reopen import build_method, config_numerics, reopen
 from robench.benchmark.metrics import HD95_VARIANTS
@@ -50,6 +50,7 @@ class RunRequest:
     precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the device computes it natively)
     threads: int | None = None  # intra-op threads; None follows the free cores (robench.threads)
     oversample_foreground: float | None = None  # share of each batch holding the rarest class; None: the suite's
+    test_norm: str = "per-slice"  # evaluation slices: per-slice min-max, or none (the public tester's); Budget.test_norm
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def check_request(request: RunRequest) -> None:
     precision.resolve(request.precision, pick_device(request.device))
     check_threads(request.threads)
     check_fraction(request.options.train_fraction)
+    check_test_norm(request.test_norm)
     check_slice_axis(request.options.slice_axis)
     share = request.oversample_foreground
     if share is not None and not 0 <= share <= 1:
@@ -133,7 +135,7 @@ class PlannedRun:
 def plan(request: RunRequest, suite_data: SuiteData | None = None) -> PlannedRun:
     """Check the request and resolve its run id; `suite_data` (built for the same suite options) may be reused."""
     check_request(request)
-    budget = get_budget(request.budget)
+    budget = dataclasses.replace(get_budget(request.budget), test_norm=request.test_norm)
     method_cls = get_method(request.method)
     hparams = resolve_hparams(method_cls, request.hparams)
     if suite_data is None:

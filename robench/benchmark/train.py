@@ -101,7 +101,7 @@ class ValidationSet:
         for ref in refs:
             vol = prepare(ref.load(), budget.spacing_mm)
             assert vol.label is not None
-            images.append(test_slices(vol, budget.crop))
+            images.append(test_slices(vol, budget.crop, budget.test_norm))
             labels.append(centre_crop(vol.label, budget.crop))
         return cls(torch.cat(images).to(device), torch.cat(labels).to(device))
 

@@ -167,7 +167,7 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     return records, run
 
 
-RUN_SETTING_DEFAULTS = {"precision": "fp32", "train_fraction": 1.0, "oversample_foreground": "suite's"}
+RUN_SETTING_DEFAULTS = {"precision": "fp32", "train_fraction": 1.0, "oversample_foreground": "suite's", "test_norm": "per-slice"}
 
 
 def _run_setting(config: Mapping) -> dict[str, object]:
@@ -179,6 +179,9 @@ def _run_setting(config: Mapping) -> dict[str, object]:
         setting["train_fraction"] = float(config["train_fraction"])
     if config.get("oversample_foreground") is not None:
         setting["oversample_foreground"] = float(config["oversample_foreground"])
+    test_norm = (config.get("budget_details") or {}).get("test_norm", "per-slice")
+    if test_norm != "per-slice":
+        setting["test_norm"] = str(test_norm)
     return setting
 
 

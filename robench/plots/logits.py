@@ -79,7 +79,7 @@ def _case_margins(run, ref: CaseRef, classes: tuple[str, ...]) -> dict[str, np.n
     if case.label is None:
         raise DataError(f"case {ref.case_id} has no label; logit distributions need labelled cases")
     vol = prepare(case, run.budget.spacing_mm)
-    inputs = test_slices(vol, run.budget.crop).to(run.method.device)
+    inputs = test_slices(vol, run.budget.crop, run.budget.test_norm).to(run.method.device)
     labels = centre_crop(vol.label, run.budget.crop).to(run.method.device)
     method = run.method
     method.eval()

@@ -31,6 +31,9 @@ def sweep(
     corruptions: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
     corruption_seed: int = typer.Option(0, help="Seed of the frozen artefact copies."),
     precision: str = typer.Option("auto", help="fp32 | bf16 | auto."),
+    test_norm: str = typer.Option(
+        "per-slice", help="Evaluation slices: per-slice (min-max each, robench's default) or none (the public tester's normalize_2D=False)."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (on each worker)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where generated data is cached (default $ROBENCH_HOME)."),
     launcher: str = typer.Option("local", help="local | slurm | ray."),
@@ -58,7 +61,7 @@ def sweep(
     options = SuiteOptions(data_root=data_root, cache_dir=cache_dir, corruptions=parse_corruption_families(corruptions),
                            corruption_seed=corruption_seed)
     base = RunRequest(suite=suite, method="standard", budget=budget, hparams=parse_hparam_overrides(hparam), out=out,
-                      options=options, device=device, precision=precision)
+                      options=options, device=device, precision=precision, test_norm=test_norm)
     spec = g.SweepGrid(base, g.parse_methods(methods), g.parse_int_list(seeds, "--seeds"),
                        g.parse_int_list(cvals, "--cvals"), g.parse_float_list(fractions, "--fractions"), g.parse_grid(grid))
     if workers < 1:
