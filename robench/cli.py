@@ -114,7 +114,7 @@ def run(
     method: str = typer.Option("standard", help="Method name (see `robench methods`)."),
     seed: int = typer.Option(0, help="Seed of everything random in the run."),
     cval: int = typer.Option(0, help="Cross-validation split (cardiac: 0, 1, 2)."),
-    budget: str = typer.Option("quick", help="smoke | quick | ci | paper (see the README)."),
+    budget: str = typer.Option("quick", help="smoke | quick | ci | paper (see the README), or NAME@UPDATES such as quick@4000."),
     out: Path = typer.Option(Path("runs"), help="Results root; the run folder is <out>/<run id>."),
     data_root: Optional[Path] = typer.Option(None, help="ACDC folder (official NIfTI or SSL4MIS HDF5 layout)."),
     mnms_root: Optional[Path] = typer.Option(None, help="M&Ms folder (official layout), adds per-vendor test sets."),

@@ -39,6 +39,26 @@ def test_budget_fingerprint_follows_settings_not_wording():
     assert dataclasses.replace(quick, test_norm="none").fingerprint() != quick.fingerprint()
 
 
+def test_a_budget_at_n_updates_keeps_its_resolution_and_schedule_over_n_updates():
+    import dataclasses
+
+    from robench.benchmark.config import budget_order, get_budget
+    from robench.errors import ConfigError
+
+    quick, longer = BUDGETS["quick"], get_budget("quick@4000")
+    assert longer.name == "quick@4000" and longer.total_iterations(179) == 4000
+    assert dataclasses.replace(longer, name="quick", iterations=1000, description=quick.description) == quick
+    assert longer.lr_factor(0, 4000) == 1.0 and longer.lr_factor(3999, 4000) == 1 / quick.lr_multiplier
+    paper = get_budget("paper@2000")  # epochs give way to the fixed count
+    assert paper.epochs is None and paper.total_iterations(179) == 2000 and paper.crop == 192
+    assert longer.fingerprint() != quick.fingerprint() != get_budget("quick@1000").fingerprint()
+    for bad in ("quick@", "quick@0", "quick@-5", "quick@1e3", "quick@007", "fast@100"):
+        with pytest.raises(ConfigError, match="budget"):
+            get_budget(bad)
+    names = ["paper", "quick@8000", "smoke", "quick@2000", "quick", "ci"]
+    assert sorted(names, key=budget_order) == ["smoke", "quick", "quick@2000", "quick@8000", "paper", "ci"]
+
+
 def test_cosine_schedule_decays_from_the_multiplied_rate_to_the_methods_own():
     quick = BUDGETS["quick"]
     total = quick.iterations

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robench.benchmark.config import budget_order
 from robench.benchmark.metrics import EMPTY_MASK_POLICY
 from robench.benchmark.records import METRIC_COLUMNS
 from robench.errors import ConfigError, DataError
@@ -47,7 +48,6 @@ from robench.leaderboards.collect import canonical_hparams, setting_labels
 REQUIRED_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "test_set", "kind", "case_id", "mode", "primary", "class")
 KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefact"}
 CLASS_ORDER = ("LV", "MYO", "RV")
-BUDGET_ORDER = ("smoke", "quick", "paper")
 LOWER_IS_BETTER = frozenset({"hd95", "assd"})
 GRADED_VIEW = "graded corruptions (cell: mean over severities 1–5)"
 VENDOR_VIEW = "per vendor (test sets that span several vendors)"
@@ -235,8 +235,7 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
 def _split(frame: pd.DataFrame) -> list[pd.DataFrame]:
     def order(key: tuple[str, str]) -> tuple:
         suite, budget = key
-        known = BUDGET_ORDER.index(budget) if budget in BUDGET_ORDER else len(BUDGET_ORDER)
-        return (suite, known, budget)
+        return (suite, budget_order(budget))
 
     groups = dict(list(frame.groupby(["suite", "budget"], sort=False)))
     return [groups[key] for key in sorted(groups, key=order)]

@@ -25,7 +25,7 @@ def sweep(
     fractions: str = typer.Option("1.0", help="Training fractions, comma-separated (e.g. 0.25,1.0)."),
     hparam: Optional[List[str]] = typer.Option(None, help="Hyperparameter key=value for every run (repeatable)."),
     grid: Optional[List[str]] = typer.Option(None, help="Hyperparameter the sweep varies: key=v1|v2 (repeatable)."),
-    budget: str = typer.Option("quick", help="smoke | quick | ci | paper."),
+    budget: str = typer.Option("quick", help="smoke | quick | ci | paper, or NAME@UPDATES such as quick@4000."),
     out: Path = typer.Option(Path("runs"), help="Results root (shared by every worker: on a cluster, a shared disk)."),
     data_root: Optional[Path] = typer.Option(None, help="The suite's data folder."),
     corruptions: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
