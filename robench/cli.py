@@ -252,7 +252,10 @@ def leaderboard(
     format: str = typer.Option("markdown", "--format", help="markdown | csv | json | latex | html."),
     metric: str = typer.Option("dice", help="dice (the ranked leaderboard) | sens | prc | hd95 | assd (mean ± std tables)."),
     detail: bool = typer.Option(False, "--detail", help="Markdown / LaTeX / HTML: add ± std, CI, per-class, per-mode and cost columns."),
-    reference: str = typer.Option("standard", help="Reference method of the paired tests and of mCE."),
+    reference: Optional[List[str]] = typer.Option(
+        None, help="Reference method of the paired tests and of mCE (default standard); or a published set shown beside "
+                   "the measured rows, never ranked (paper: methods.md §9). Repeatable: --reference paper --reference standard."
+    ),
     save_mce_reference: bool = typer.Option(
         False, help="Maintainers: write the reference method's graded-corruption errors as robench's shipped mCE reference."
     ),
@@ -262,12 +265,26 @@ def leaderboard(
     from robench.leaderboards import leaderboard as build
     from robench.leaderboards.table import metric_name
 
+    from robench.leaderboards.agreement import with_comparisons
+    from robench.leaderboards.published import load_published, published_names
+
     column = metric_name(metric)
+    shipped = published_names()
+    sets = [load_published(name) for name in reference or [] if name in shipped]
+    methods = [name for name in reference or [] if name not in shipped]
+    if len(methods) > 1:
+        raise ConfigError(f"--reference names one method for the paired tests, got {methods}; published sets: {', '.join(shipped)}")
+    if sets and column != "dice":
+        raise ConfigError("published references are Dice tables; use --reference paper with --metric dice")
+    reference_method = methods[0] if methods else "standard"
     records, runs = collect_records(root)
     if save_mce_reference:
-        for path in save_mce_references(records, runs, reference):
+        for path in save_mce_references(records, runs, reference_method):
             err_console.print(f"wrote mCE reference {path}", highlight=False)
-    board = build(records, runs, reference_method=reference) if column == "dice" else metric_table(records, runs, metric=column)
+    if column == "dice":
+        board = with_comparisons(build(records, runs, reference_method=reference_method), sets)
+    else:
+        board = metric_table(records, runs, metric=column)
     typer.echo(render(board, format, detail=detail))
 
 

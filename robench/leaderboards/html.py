@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from robench.leaderboards.render import (
-    COST_DECIMALS, MARKS, _rank_text, decimals_of, legend, shown_columns, table_title,
+    _rank_text, cell_text, decimals_of, legend, row_header, shown_columns, table_title,
 )
 from robench.leaderboards.table import Leaderboard, Table
 
@@ -86,7 +86,8 @@ def _table_html(table: Table, index: int, detail: bool) -> str:
     decimals = decimals_of(table, detail)
     columns = shown_columns(table, detail)
     ranked = any(row.rank is not None for row in table.rows)
-    head = (["Rank"] if ranked else []) + ["Method"] + [c.name for c in columns] + ["Runs"]
+    with_runs = table.kind != "agreement"  # its rows are pairs of tables, not runs
+    head = (["Rank"] if ranked else []) + [row_header(table)] + [c.name for c in columns] + (["Runs"] if with_runs else [])
     body = []
     for row in table.rows:
         cells = []
@@ -96,13 +97,10 @@ def _table_html(table: Table, index: int, detail: bool) -> str:
         for column in columns:
             cell = row.cells.get(column.name)
             mean = math.nan if cell is None else cell.mean
-            digits = COST_DECIMALS.get(column.name, 2) if column.role == "cost" else decimals
-            text = "–" if math.isnan(mean) else f"{mean:.{digits}f}"
-            if cell is not None and detail and column.role != "cost" and not math.isnan(cell.std):
-                text += f" ± {cell.std:.{digits}f}"
             mark = cell.mark if cell is not None else ""
-            cells.append(_td(text + MARKS.get(mark, ""), mean, mark))
-        cells.append(_td(str(row.runs), row.runs))
+            cells.append(_td(cell_text(table, column, cell, decimals, detail), mean, mark))
+        if with_runs:
+            cells.append(_td(str(row.runs), row.runs))
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<h2 id=table-{index}>{_e(table_title(table).replace('`', ''))}</h2>"
             f"<table class=board><thead><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr></thead>"

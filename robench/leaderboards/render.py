@@ -46,14 +46,36 @@ def render(board: Leaderboard, fmt: str, detail: bool = False) -> str:
 
 
 def shown_columns(table: Table, detail: bool) -> list[Column]:
-    return list(table.columns) if detail else [c for c in table.columns if c.role in COMPACT_ROLES]
+    if detail or table.kind != "leaderboard":
+        return list(table.columns)
+    return [c for c in table.columns if c.role in COMPACT_ROLES]
+
+
+def cell_text(table: Table, column: Column, cell: Cell | None, decimals: int, detail: bool) -> str:
+    """A cell as every renderer writes it: costs at their unit's decimals; differences signed;
+    a rank-agreement τ with its interval; otherwise mean (± std with `detail`) and the test mark."""
+    if column.role == "cost":
+        return _number(cell.mean if cell else math.nan, COST_DECIMALS.get(column.name, 2))
+    if cell is None or math.isnan(cell.mean):
+        return "–"
+    if table.kind == "difference":
+        return f"{cell.mean:+.{decimals}f}"
+    if table.kind == "agreement":
+        return _number(cell.mean, decimals) + (f" [{_number(cell.ci[0], decimals)}, {_number(cell.ci[1], decimals)}]" if cell.ci else "")
+    return _cell_text(cell, decimals, with_std=detail)
 
 
 def decimals_of(table: Table, detail: bool) -> int:
     return DECIMALS.get(table.metric, 4) if detail else min(COMPACT_DECIMALS, DECIMALS.get(table.metric, 4))
 
 
+def row_header(table: Table) -> str:
+    return "Tables compared" if table.kind == "agreement" else "Method"
+
+
 def table_title(table: Table) -> str:
+    if table.kind == "agreement":
+        return "ranking agreement · Kendall τ-b"
     return (f"`{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}"
             + (f" · {table.view}" if table.view else ""))
 
@@ -75,7 +97,7 @@ def _markdown_table(table: Table, detail: bool) -> str:
     with_ci = table.n_boot > 0 and detail
     columns = shown_columns(table, detail)
     last_metric_column = next(c.name for c in reversed(columns) if c.role != "cost") if detail else None
-    header = (["Rank"] if ranked else []) + ["Method"]
+    header = (["Rank"] if ranked else []) + [row_header(table)]
     for column in columns:
         header.append(column.name)
         if column.name == "Avg" and with_ci:
@@ -86,17 +108,14 @@ def _markdown_table(table: Table, detail: bool) -> str:
         f"### {table_title(table)}",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" if name == "Method" else "---:" for name in header) + "|",
+        "|" + "|".join("---" if name == row_header(table) else "---:" for name in header) + "|",
     ]
     for row in table.rows:
         values = [_rank_text(row.rank, row.rank_interval)] if ranked else []
         values.append(row.label.replace("|", "\\|"))
         for column in columns:
             cell = row.cells.get(column.name)
-            if column.role == "cost":
-                values.append(_number(cell.mean if cell else math.nan, COST_DECIMALS.get(column.name, 2)))
-            else:
-                values.append(_cell_text(cell, decimals, with_std=detail))
+            values.append(cell_text(table, column, cell, decimals, detail))
             if column.name == "Avg" and with_ci:
                 values.append(f"[{_number(cell.ci[0], decimals)}, {_number(cell.ci[1], decimals)}]" if cell and cell.ci else "–")
             if column.name == last_metric_column:
@@ -127,6 +146,8 @@ def _number(value: float, decimals: int) -> str:
 
 def legend(table: Table, detail: bool = True) -> str:
     """What the cells, columns, marks and ranks of `table` mean; the compact form says what `--detail` adds."""
+    if table.kind != "leaderboard":
+        return _other_legend(table)
     metric = METRIC_NAMES.get(table.metric, table.metric)
     n_sets = sum(c.role == "test_set" for c in table.columns)
     runs = sorted({row.runs for row in table.rows})
@@ -161,6 +182,18 @@ def legend(table: Table, detail: bool = True) -> str:
     return " ".join(parts)
 
 
+def _other_legend(table: Table) -> str:
+    """Legends of the tables beside a leaderboard: published references, their differences, rank agreement."""
+    lead = {
+        "published": "Published rows are the paper's numbers as printed, never ranked or tested; measured rows are this "
+                     "table's cells (mean over runs), marks dropped.",
+        "difference": "Cell: measured mean − published value on the same column (positive: robench measured more).",
+        "agreement": "Cell: Kendall τ-b between two method rankings [95 % bootstrap interval]; 1 = the same order, "
+                     "0 = unrelated, −1 = reversed.",
+    }.get(table.kind, "")
+    return " ".join([lead] + [note[0].upper() + note[1:] + "." for note in table.notes]).strip()
+
+
 # --------------------------------------------------------------------------- latex
 
 
@@ -173,7 +206,7 @@ def _latex_table(table: Table, detail: bool) -> str:
     decimals = decimals_of(table, detail)
     ranked = any(row.rank is not None for row in table.rows)
     columns = shown_columns(table, detail)
-    header = (["Rank"] if ranked else []) + ["Method"] + [c.name for c in columns]
+    header = (["Rank"] if ranked else []) + [row_header(table)] + [c.name for c in columns]
     spec = ("r" if ranked else "") + "l" + "r" * len(columns)
     lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
              " & ".join(_tex(h) for h in header) + " \\\\", "\\midrule"]
@@ -181,12 +214,7 @@ def _latex_table(table: Table, detail: bool) -> str:
         values = [_tex(_rank_text(row.rank, row.rank_interval))] if ranked else []
         values.append(_tex(row.label))
         for column in columns:
-            cell = row.cells.get(column.name)
-            if column.role == "cost":
-                text = _number(cell.mean if cell else math.nan, COST_DECIMALS.get(column.name, 2))
-            else:
-                text = _cell_text(cell, decimals, with_std=detail)
-            values.append(_tex(text))
+            values.append(_tex(cell_text(table, column, row.cells.get(column.name), decimals, detail)))
         lines.append(" & ".join(values) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}",
               f"\\caption{{{_tex(table_title(table).replace('`', ''))}. {_tex(legend(table, detail))}}}", "\\end{table}", ""]
@@ -220,6 +248,7 @@ def _csv(board: Leaderboard) -> str:
                         "budget": table.budget,
                         "metric": table.metric,
                         "view": table.view,
+                        "kind": table.kind,
                         "rank": row.rank,
                         "rank_low": row.rank_interval[0] if row.rank_interval else None,
                         "rank_high": row.rank_interval[1] if row.rank_interval else None,
@@ -254,6 +283,7 @@ def _json(board: Leaderboard) -> str:
                 "budget": table.budget,
                 "metric": table.metric,
                 "view": table.view,
+                "kind": table.kind,
                 "higher_is_better": table.higher_is_better,
                 "columns": [{"name": c.name, "role": c.role, "test_set_kind": c.test_set_kind or None} for c in table.columns],
                 "reference": table.reference,

@@ -41,6 +41,7 @@ import pandas as pd
 from robench.benchmark.config import budget_order
 from robench.benchmark.metrics import EMPTY_MASK_POLICY
 from robench.benchmark.records import METRIC_COLUMNS
+from robench.corruptions.acdc_c import ACDC_C_ES_SETS
 from robench.errors import ConfigError, DataError
 from robench.leaderboards import corruption, stats
 from robench.leaderboards.collect import canonical_hparams, setting_labels
@@ -50,6 +51,7 @@ KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefa
 CLASS_ORDER = ("LV", "MYO", "RV")
 LOWER_IS_BETTER = frozenset({"hd95", "assd"})
 GRADED_VIEW = "graded corruptions (cell: mean over severities 1–5)"
+ES_VIEW = "ACDC-C of frame ES only (acdc-c-es: the public script's 60 volumes per set)"
 VENDOR_VIEW = "per vendor (test sets that span several vendors)"
 COSTS = {  # done.json key -> (column, factor to the column's unit)
     "train_seconds": ("Train h", 1 / 3600),
@@ -110,6 +112,9 @@ class Table:
     metric_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     view: str = ""  # "" for the main table; what a secondary view of the same runs shows
+    kind: str = "leaderboard"  # leaderboard | published (measured beside published) | difference | agreement
+    # bootstrap replicates of each row's Avg (row label → array), for rank agreement between tables; not rendered
+    avg_replicates: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -142,10 +147,13 @@ def leaderboard(
     tables: list[Table] = []
     for part in _split(frame):
         clean, graded = _split_graded(part)
+        clean, es_only = _split_es(clean)
         extra, notes = _corruption_summaries(graded, reference_method) if len(graded) else ([], [])
         options = dict(reference_method=reference_method, n_boot=n_boot, seed=seed, alpha=alpha, main=True)
         if len(clean):
             tables.append(_build_table(clean, runs, "dice", **options, extra=extra, extra_notes=notes))
+        if len(es_only):
+            tables.append(_build_table(es_only, runs, "dice", **options, view=ES_VIEW))
         if len(graded):
             mce_only = [(c, cells) for c, cells in extra if c.name == "mCE"]
             tables.append(_build_table(corruption.graded_view(graded), runs, "dice", **options, extra=mce_only,
@@ -179,9 +187,12 @@ def metric_table(records: pd.DataFrame, runs: pd.DataFrame | None = None, *, met
     tables: list[Table] = []
     for part in _split(frame):
         clean, graded = _split_graded(part)
+        clean, es_only = _split_es(clean)
         options = dict(reference_method=None, n_boot=0, seed=0, alpha=0.05, main=False)
         if len(clean):
             tables.append(_build_table(clean, runs, metric, **options))
+        if len(es_only):
+            tables.append(_build_table(es_only, runs, metric, **options, view=ES_VIEW))
         if len(graded):
             tables.append(_build_table(corruption.graded_view(graded), runs, metric, **options, view=GRADED_VIEW))
     return _board(tuple(tables), frame, runs)
@@ -255,6 +266,18 @@ def _vendor_view(part: pd.DataFrame) -> pd.DataFrame:
 def _split_graded(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     graded = corruption.is_graded(part)
     return part[~graded], part[graded]
+
+
+def _split_es(clean: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(records without the ES-only ACDC-C sets, the paper-exact view: clean and cross-site sets with the ES sets).
+
+    The ES sets repeat half of the both-frames copies, so the main table leaves them out (its Avg
+    stays the both-frames one) and the view replaces the both-frames sets by them (its Avg is formed
+    as the paper's)."""
+    es = (clean["kind"] == "artefact") & clean["test_set"].isin(ACDC_C_ES_SETS)
+    if not es.any():
+        return clean, clean.iloc[:0]
+    return clean[~es], clean[es | (clean["kind"] != "artefact")]
 
 
 def _corruption_summaries(graded: pd.DataFrame, reference_method: str | None) -> tuple[list, list[str]]:
@@ -494,9 +517,10 @@ def _build_table(
 
     notes: list[str] = [*extra_notes, EMPTY_MASK_POLICY[metric]]
     rank_intervals: dict[str, tuple[int, int]] = {}
+    replicates: dict[str, np.ndarray] = {}
     if n_boot:
         rng = np.random.default_rng([seed, zlib.crc32(f"{suite}\0{budget}".encode())])
-        rank_intervals = _add_intervals(cells, case, rows, test_sets, kinds, n_boot, rng, higher_is_better)
+        rank_intervals, replicates = _add_intervals(cells, case, rows, test_sets, kinds, n_boot, rng, higher_is_better)
     reference_label = None
     if reference_method is not None:
         reference_label, note = _add_tests(cells, part, case, rows, reference_method, test_sets, higher_is_better, alpha)
@@ -551,6 +575,7 @@ def _build_table(
         metric_versions=_distinct(part, "metric_version"),
         notes=tuple(notes),
         view=view,
+        avg_replicates={labels[row]: samples for row, samples in replicates.items() if "Avg" in cells[row]},
     )
 
 
@@ -563,8 +588,9 @@ def _add_intervals(
     n_boot: int,
     rng: np.random.Generator,
     higher_is_better: bool,
-) -> dict[str, tuple[int, int]]:
-    """Put bootstrap intervals on test-set, kind and Avg cells; return each rankable row's rank interval."""
+) -> tuple[dict[str, tuple[int, int]], dict[str, np.ndarray]]:
+    """Put bootstrap intervals on test-set, kind and Avg cells; return each rankable row's rank interval
+    and its Avg replicates."""
     boot = _bootstrap(case, rows, test_sets, n_boot, rng)
     blocks = {name: boot[:, i, :] for i, name in enumerate(test_sets)}
     blocks |= {KIND_TITLES.get(k, k): boot[:, [test_sets.index(t) for t in names], :].mean(axis=1) for k, names in kinds.items()}
@@ -576,11 +602,12 @@ def _add_intervals(
                 cells[row][name] = _with(cells[row][name], ci=(float(low[i]), float(high[i])))
     rankable = [i for i, row in enumerate(rows) if "Avg" in cells[row]]
     if not rankable:
-        return {}
+        return {}, {}
     ranks = stats.bootstrap_ranks(blocks["Avg"][rankable], higher_is_better)
     low = np.quantile(ranks, 0.025, axis=1, method="lower")
     high = np.quantile(ranks, 0.975, axis=1, method="higher")
-    return {rows[i]: (int(lo), int(hi)) for i, lo, hi in zip(rankable, low, high)}
+    return ({rows[i]: (int(lo), int(hi)) for i, lo, hi in zip(rankable, low, high)},
+            {rows[i]: blocks["Avg"][i] for i in rankable})
 
 
 def _add_tests(

@@ -1,0 +1,141 @@
+"""Published reference rows, the ES-only view, and ranking agreement, on hand-made runs whose numbers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from robench.cli import app
+from robench.errors import ConfigError, DataError
+from robench.leaderboards import collect_records, leaderboard, render
+from robench.leaderboards import published as pub
+from robench.leaderboards.agreement import kendall_tau, with_comparisons
+from robench.leaderboards.table import ES_VIEW
+from robench.methods import METHODS
+from tests.test_leaderboard import make_records, write_run
+
+ACDC_SETS = {"ACDC": "intra", "Sunnybrook": "cross-site", "RandBias": "artefact", "RandGhosting": "artefact",
+             "RandMotion": "artefact", "RandSpike": "artefact"}
+ES_SETS = {f"{name}-ES": "artefact" for name in ("RandBias", "RandGhosting", "RandMotion", "RandSpike")}
+LEVEL = {"ACDC": 0.60, "Sunnybrook": 0.62, "RandBias": 0.40, "RandGhosting": 0.52, "RandMotion": 0.55, "RandSpike": 0.20,
+         "RandBias-ES": 0.38, "RandGhosting-ES": 0.50, "RandMotion-ES": 0.53, "RandSpike-ES": 0.18}
+# offsets that rank the methods as the paper's Avg (FTN) does: coop-latent, adv-bias, rand-conv, standard
+OFFSET = {"coop-latent": 0.06, "adv-bias": 0.04, "rand-conv": 0.02, "standard": 0.0}
+
+
+def score(offset):
+    return lambda test_set, case, cls, seed: LEVEL[test_set] + offset + 0.01 * np.sin(case + seed + 1)
+
+
+def cardiac_runs(root, *, es=True, budget="quick", offsets=OFFSET):
+    sets = {**ACDC_SETS, **(ES_SETS if es else {})}
+    for method, offset in offsets.items():
+        for seed in (0, 1):
+            records = make_records(f"{method}-{budget}-{seed}", method, seed, score(offset), suite="cardiac", budget=budget,
+                                   test_sets=sets, n_cases=6)
+            write_run(root, f"{budget}/{method}/{seed}", records, done={})
+    return root
+
+
+def table(board, view="", kind="leaderboard"):
+    return next(t for t in board.tables if t.view == view and t.kind == kind)
+
+
+def test_the_shipped_paper_table_is_the_methods_md_table_keyed_by_registered_methods():
+    paper = pub.load_published("paper")
+    assert paper.suite == "cardiac" and paper.budget == "paper" and "paper" in pub.published_names()
+    assert [r.method for r in paper.rows] == ["standard", "rand-mwm", "rand-conv", "adv-noise", "adv-bias",
+                                              "coop-latent-x", "coop-latent"]
+    assert all(r.method in METHODS for r in paper.rows)
+    standard = paper.rows[0].cells
+    assert (standard["ACDC"], standard["RandSpike"], standard["Avg (FTN)"]) == (0.7681, 0.4901, 0.5970)
+    assert paper.columns["RandBias"] == ("RandBias-ES", "RandBias")  # the ES-only set first: it is what was published
+    with pytest.raises(ConfigError, match="no published reference 'imagenet'; shipped: paper"):
+        pub.load_published("imagenet")
+
+
+def test_a_mistyped_published_average_is_refused(tmp_path, monkeypatch):
+    raw = json.loads((pub.PUBLISHED_DIR / "paper.json").read_text())
+    raw["rows"][2]["cells"]["Avg (FTN)"] = 0.7162
+    (tmp_path / "paper.json").write_text(json.dumps(raw))
+    monkeypatch.setattr(pub, "PUBLISHED_DIR", tmp_path)
+    with pytest.raises(DataError, match="Rand Conv's Avg \\(FTN\\) 0.7162 is not the mean 0.6162"):
+        pub.load_published("paper")
+
+
+def test_es_sets_leave_the_main_table_and_form_the_paper_exact_view(tmp_path):
+    board = leaderboard(*collect_records(cardiac_runs(tmp_path)), n_boot=50)
+    main, es = table(board), table(board, ES_VIEW)
+    assert [c.name for c in main.columns if c.role == "test_set"] == list(ACDC_SETS)
+    assert [c.name for c in es.columns if c.role == "test_set"] == ["ACDC", "Sunnybrook", *ES_SETS]
+    standard = next(r for r in es.rows if r.label == "standard")
+    expected = np.mean([standard.cells[name].mean for name in ["ACDC", "Sunnybrook", *ES_SETS]])
+    assert standard.cells["Avg"].mean == pytest.approx(expected)
+    assert [r.label for r in main.rows] == ["coop-latent", "adv-bias", "rand-conv", "standard"]
+
+
+def test_published_rows_sit_beside_measured_ones_and_never_enter_ranks_or_tests(tmp_path):
+    records, runs = collect_records(cardiac_runs(tmp_path))
+    plain = leaderboard(records, runs, n_boot=50)
+    board = with_comparisons(plain, [pub.load_published("paper")])
+    assert board.tables[: len(plain.tables)] == plain.tables  # the measured tables are untouched
+    beside, diff = table(board, "measured beside published `paper`", "published"), table(board, "measured − published `paper`", "difference")
+    published_rows = [r for r in beside.rows if r.label.endswith("[published]")]
+    assert len(published_rows) == 7 and all(r.rank is None and r.runs == 0 for r in published_rows)
+    assert all(cell.mark == "" and cell.p_value is None for r in beside.rows for cell in r.cells.values())
+    es = table(plain, ES_VIEW)
+    measured = {r.method: r for r in es.rows}
+    paper = {r.method: r.cells for r in pub.load_published("paper").rows}
+    standard = next(r for r in diff.rows if r.method == "standard")
+    # RandBias is compared on RandBias-ES (what the paper published); M&Ms is not measured, so Avg (FTN) is not compared
+    assert standard.cells["RandBias"].mean == pytest.approx(measured["standard"].cells["RandBias-ES"].mean - 0.4889)
+    assert standard.cells["ACDC"].mean == pytest.approx(measured["standard"].cells["ACDC"].mean - 0.7681)
+    assert "Avg (FTN)" not in standard.cells and "M&Ms" not in standard.cells
+    matching = [n for n in ("ACDC", "RandBias", "RandGhosting", "RandMotion", "RandSpike")]
+    assert standard.cells["Avg (5 matching)"].mean == pytest.approx(np.mean([standard.cells[n].mean for n in matching]))
+    assert {r.method for r in diff.rows} == set(OFFSET)  # every measured method the paper has
+    notes = " ".join(diff.notes)
+    assert "RandBias ← RandBias-ES" in notes and "not measured here: M&Ms" in notes
+    text = render(board, "markdown")
+    assert "Standard training [published]" in text and "| standard − Standard training |" in text and "−0.1" not in text
+
+
+def test_without_the_es_sets_the_comparison_says_it_uses_both_frames(tmp_path):
+    board = with_comparisons(leaderboard(*collect_records(cardiac_runs(tmp_path, es=False)), n_boot=0),
+                             [pub.load_published("paper")])
+    notes = " ".join(table(board, "measured − published `paper`", "difference").notes)
+    assert "RandBias, RandGhosting, RandMotion, RandSpike are measured on other cases than published" in notes
+    assert "--corruptions acdc-c,acdc-c-es" in notes
+
+
+def test_kendall_tau_between_tables_and_with_the_published_ranking(tmp_path):
+    assert kendall_tau({"a": 1, "b": 2, "c": 3}, {"a": 10, "b": 20, "c": 30}) == 1.0
+    assert kendall_tau({"a": 1, "b": 2, "c": 3}, {"a": 3, "b": 2, "c": 1}) == -1.0
+    assert np.isnan(kendall_tau({"a": 1, "b": 2}, {"a": 1, "b": 2}))  # two methods: no ranking to speak of
+    cardiac_runs(tmp_path)  # quick: the paper's order
+    reversed_offsets = {m: 0.06 - o for m, o in OFFSET.items()}
+    cardiac_runs(tmp_path, budget="quick@2000", offsets=reversed_offsets)
+    board = with_comparisons(leaderboard(*collect_records(tmp_path), n_boot=200), [pub.load_published("paper")])
+    agreement = {r.label: r.cells["Kendall τ"] for r in table(board, "ranking agreement", "agreement").rows}
+    assert agreement["cardiac · quick ↔ cardiac · quick@2000 (4 methods)"].mean == -1.0
+    # the paper ranks coop-latent > adv-bias > rand-conv > standard by Avg (FTN), as the quick runs do
+    quick_vs_paper = agreement["cardiac · quick (ES only) ↔ published `paper` (4 methods)"]
+    assert quick_vs_paper.mean == 1.0 and quick_vs_paper.ci is not None and quick_vs_paper.ci[1] == 1.0
+    assert agreement["cardiac · quick@2000 (ES only) ↔ published `paper` (4 methods)"].mean == -1.0
+    assert "Kendall τ" in render(board, "markdown") and "[" in render(board, "markdown").split("ranking agreement")[1]
+
+
+def test_reference_option_takes_published_sets_and_at_most_one_method(tmp_path):
+    cardiac_runs(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["leaderboard", str(tmp_path), "--reference", "paper"])
+    assert result.exit_code == 0, result.output
+    assert "measured beside published `paper`" in result.output and "measured − published `paper`" in result.output
+    assert "↑/↓: better/worse than `standard`" in result.output  # the paired tests keep their default reference
+    bad = runner.invoke(app, ["leaderboard", str(tmp_path), "--reference", "standard", "--reference", "adv-bias"])
+    assert bad.exit_code == 2 and "--reference names one method" in bad.output
+    hd95 = runner.invoke(app, ["leaderboard", str(tmp_path), "--reference", "paper", "--metric", "hd95"])
+    assert hd95.exit_code == 2 and "published references are Dice tables" in hd95.output
