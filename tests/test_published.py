@@ -139,3 +139,56 @@ def test_reference_option_takes_published_sets_and_at_most_one_method(tmp_path):
     assert bad.exit_code == 2 and "--reference names one method" in bad.output
     hd95 = runner.invoke(app, ["leaderboard", str(tmp_path), "--reference", "paper", "--metric", "hd95"])
     assert hd95.exit_code == 2 and "published references are Dice tables" in hd95.output
+
+
+def test_the_resolution_ceiling_is_one_at_the_native_grid_and_falls_on_a_coarser_or_tighter_one():
+    import dataclasses
+
+    from robench.benchmark.ceiling import resolution_ceiling
+    from robench.benchmark.config import get_budget
+    from robench.benchmark.suites.base import Case, CaseRef, TestSet
+    from robench.labels import CARDIAC_CLASSES
+    from tests.fixtures import heart_volume
+
+    image, label = heart_volume(np.random.default_rng(0), shape=(4, 60, 52), scale=2.0)
+    case = Case("c", image, label, (8.0, 1.25, 1.25))
+    intra = TestSet("Toy", "intra", (CaseRef("c", lambda: case, {}),))
+    native = dataclasses.replace(get_budget("quick"), spacing_mm=1.25, crop=64, pad=72)
+    assert resolution_ceiling(intra, native, CARDIAC_CLASSES) == 1.0
+    coarse = resolution_ceiling(intra, dataclasses.replace(native, spacing_mm=2.5, crop=32, pad=40), CARDIAC_CLASSES)
+    assert 0.8 < coarse < 1.0  # boundary voxels lost in the round trip
+    tight = resolution_ceiling(intra, dataclasses.replace(native, crop=16), CARDIAC_CLASSES)
+    assert tight < coarse  # a crop that cuts the heart loses whole structures
+
+
+def test_budget_curve_points_are_the_board_cells_and_the_published_lines_the_paper_cells(tmp_path):
+    import pandas as pd
+
+    from robench.plots.budget import plot_budget_curve
+
+    for budget, updates, gain in (("quick", 1000, 0.0), ("quick@2000", 2000, 0.03), ("quick@4000", 4000, 0.05)):
+        for method in ("standard", "coop-latent"):
+            offset = gain + (0.02 * updates / 4000 if method == "coop-latent" else 0.0)  # coop-latent gains faster
+            records = make_records(f"{method}-{budget}", method, 0, score(offset), suite="cardiac", budget=budget,
+                                   test_sets={**ACDC_SETS, **ES_SETS}, n_cases=6)
+            write_run(tmp_path / "runs", f"{budget}/{method}", records, done={"iterations": updates})
+    records, runs = collect_records(tmp_path / "runs")
+    board = leaderboard(records, runs, n_boot=100)
+    paper = pub.load_published("paper")
+    paths, points = plot_budget_curve(board, runs, tmp_path / "figs", suite="cardiac", published=paper,
+                                      ceilings={"quick": 0.951, "paper": 0.998})
+    assert [p.name for p in paths] == ["budget.png", "budget.pdf", "budget.csv"] and all(p.stat().st_size for p in paths)
+    es = table(board, ES_VIEW)  # the quick budget's ES-only table
+    standard = next(r for r in es.rows if r.method == "standard")
+    acdc = points[(points["panel"] == "ACDC") & (points["budget"] == "quick") & (points["method"] == "standard")]
+    assert acdc["dice"].item() == standard.cells["ACDC"].mean and acdc["updates"].item() == 1000
+    mean_panel = "Avg of the 5 columns the paper shares"
+    mean = points[(points["panel"] == mean_panel) & (points["budget"] == "quick") & (points["method"] == "standard")]
+    assert mean["dice"].item() == pytest.approx(np.mean([standard.cells[c].mean for c in
+                                                         ("ACDC", "RandBias-ES", "RandGhosting-ES", "RandMotion-ES", "RandSpike-ES")]))
+    csv = pd.read_csv(paths[2])
+    lines = csv[csv["source"] == "published"].set_index(["method", "panel"])["dice"]
+    assert lines[("standard", "ACDC")] == 0.7681
+    assert lines[("coop-latent", mean_panel)] == pytest.approx(np.mean([0.7696, 0.6174, 0.7073, 0.7643, 0.6226]))
+    assert set(mean["measured_columns"]) == {"ACDC,RandBias-ES,RandGhosting-ES,RandMotion-ES,RandSpike-ES"}
+    assert sorted(points.loc[points["method"] == "coop-latent", "updates"].unique()) == [1000, 2000, 4000]

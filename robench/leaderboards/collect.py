@@ -25,7 +25,7 @@ RECORDS_FILE = "records.parquet"
 EVALUATIONS_DIR = "evaluations"  # later evaluations of a finished run (new test sets, other folders)
 CONFIG_KEYS = ("method", "suite", "budget", "seed", "cval", "hparams")
 COST_KEYS = ("train_seconds", "peak_memory_mb", "infer_seconds_per_volume")
-RUN_TABLE_COLUMNS = ("run_id", "path", "method", "suite", "budget", "seed", "cval", "hparams", *COST_KEYS, "device")
+RUN_TABLE_COLUMNS = ("run_id", "path", "method", "suite", "budget", "seed", "cval", "hparams", *COST_KEYS, "device", "iterations")
 
 
 def collect_records(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -164,6 +164,7 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     for key in COST_KEYS:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
     run["device"] = None if done.get("device") is None else str(done["device"])
+    run["iterations"] = _number(done.get("iterations"), folder / DONE_FILE, "iterations")  # updates trained
     return records, run
 
 

@@ -92,14 +92,14 @@ def reference_tables(board: Leaderboard, published: Published) -> tuple[Table, .
     """For each comparable table: published and measured rows side by side, and measured − published."""
     out: list[Table] = []
     for table in comparable_tables(board, published.suite):
-        matched = _matched_columns(table, published)
+        matched = matched_columns(table, published)
         if not matched:
             continue
         out += [_beside(table, published, matched), _differences(table, published, matched)]
     return tuple(out)
 
 
-def _matched_columns(table: Table, published: Published) -> dict[str, str]:
+def matched_columns(table: Table, published: Published) -> dict[str, str]:
     present = {c.name for c in table.columns if c.role == "test_set"}
     matched = {}
     for column, candidates in published.columns.items():

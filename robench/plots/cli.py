@@ -10,7 +10,7 @@ import typer
 
 plot_app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, hard examples of a run, logit distributions, learned policies.",
+    help="Figures (PNG and PDF): Dice against corruption severity, Dice per site, Dice against training updates, hard examples of a run, logit distributions, learned policies.",
 )
 
 
@@ -46,6 +46,37 @@ def severity(
 
     records, _ = collect_records(runs_dir)
     _echo(plot_severity(records, out, suite=suite, budget=budget, name=name))
+
+
+@plot_app.command()
+@_friendly
+def budget(
+    runs_dir: Path = typer.Argument(..., help="Results root holding runs of one suite at several budgets (quick, quick@2000, …)."),
+    out: Path = typer.Option(..., help="Folder for the figure files and the CSV behind them."),
+    suite: str = typer.Option("cardiac", help="Suite to draw."),
+    reference: Optional[str] = typer.Option("paper", help="Published set drawn as horizontal lines (none: no lines)."),
+    data_root: Optional[Path] = typer.Option(None, help="The suite's data: adds the resolution ceiling of each grid (the ground truth through the pipeline)."),
+    name: str = typer.Option("budget", help="File name without extension."),
+) -> None:
+    """Intra and average Dice against training updates per method, with published numbers and resolution ceilings."""
+    from robench.benchmark.ceiling import resolution_ceiling
+    from robench.benchmark.config import get_budget
+    from robench.benchmark.suites import SuiteOptions, get_suite
+    from robench.leaderboards import collect_records, leaderboard
+    from robench.leaderboards.published import load_published
+    from robench.plots.budget import plot_budget_curve
+
+    published = None if reference in (None, "none") else load_published(reference)
+    records, runs = collect_records(runs_dir)
+    board = leaderboard(records, runs)
+    ceilings = {}
+    if data_root is not None:
+        data = get_suite(suite).build(SuiteOptions(data_root=data_root))
+        intra = next(t for t in data.test_sets if t.kind == "intra")
+        for grid in ("quick", "paper"):
+            ceilings[grid] = resolution_ceiling(intra, get_budget(grid).on_geometry(data.geometry), data.classes)
+    paths, _ = plot_budget_curve(board, runs, out, suite=suite, published=published, ceilings=ceilings, name=name)
+    _echo(paths)
 
 
 @plot_app.command()
