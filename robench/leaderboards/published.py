@@ -141,7 +141,7 @@ def _beside(table: Table, published: Published, matched: Mapping[str, str]) -> T
     for r in table.rows:
         cells = {column: _plain(r.cells[name]) for column, name in matched.items() if name in r.cells}
         cells |= {column: _plain(r.cells[name]) for column, name in averages.items() if name in r.cells}
-        if len(cells) >= len(matched) and all(c in cells for c in matched):
+        if all(c in cells for c in matched):
             cells[matching] = Cell(sum(cells[c].mean for c in matched) / len(matched), n_runs=r.runs)
         rows.append(Row(label=f"{r.label} [measured]", method=r.method, hparams=r.hparams, runs=r.runs, cells=cells,
                         run_ids=r.run_ids))
