@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robench.errors import ConfigError, RobenchError, describe_os_error
-from robench.corruptions.cli import CORRUPTIONS_HELP
+from robench.option_help import CORRUPTIONS_HELP, TEST_NORM_HELP
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -141,9 +141,7 @@ def run(
     oversample_foreground: Optional[float] = typer.Option(
         None, help="Share of each batch drawn from slices holding the rarest class (default: the suite's; nnU-Net suites 1/3)."
     ),
-    test_norm: str = typer.Option(
-        "per-slice", help="Evaluation slices: per-slice (min-max each, robench's default) or none (the public tester's normalize_2D=False)."
-    ),
+    test_norm: str = typer.Option("per-slice", help=TEST_NORM_HELP),
 ) -> None:
     """Train a method on a suite and evaluate it on every test set."""
     from robench.benchmark.config import parse_hparam_overrides
@@ -274,6 +272,11 @@ def leaderboard(
     methods = [name for name in reference or [] if name not in shipped]
     if len(methods) > 1:
         raise ConfigError(f"--reference names one method for the paired tests, got {methods}; published sets: {', '.join(shipped)}")
+    from robench.methods import METHODS
+
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"--reference {unknown[0]!r} is neither a registered method nor a published set ({', '.join(shipped)})")
     if sets and column != "dice":
         raise ConfigError("published references are Dice tables; use --reference paper with --metric dice")
     reference_method = methods[0] if methods else "standard"

@@ -78,16 +78,25 @@ def test_interrupted_run_needs_resume_and_then_matches_an_uninterrupted_run(fini
     pd.testing.assert_frame_equal(resumed.records[cols], finished.records[cols])
 
 
-def test_test_norm_none_is_another_run_recorded_and_labelled_as_a_setting(finished, tiny_acdc, tmp_path):
+def test_test_norm_none_is_another_run_recorded_and_labelled_as_a_setting(finished, tiny_acdc, tmp_path, monkeypatch):
     import shutil
 
+    from robench.benchmark import evaluate, preprocess, train
     from robench.leaderboards import collect_records, leaderboard
 
+    seen = []  # the scaling every validation and test slice stack was made with
+
+    def spy(vol, crop, norm="per-slice"):
+        seen.append(norm)
+        return preprocess.test_slices(vol, crop, norm)
+
+    monkeypatch.setattr(evaluate, "test_slices", spy)
+    monkeypatch.setattr(train, "test_slices", spy)
     raw = execute(request(tiny_acdc, tmp_path, test_norm="none"), log=lambda m: None)
+    assert seen and set(seen) == {"none"}  # validation (model selection) and every test set
     assert raw.folder.path.name != finished.folder.path.name  # another evaluation, another model selection
     assert raw.folder.config()["budget_details"]["test_norm"] == "none"
-    assert "test_norm" not in finished.folder.config()["budget_details"] or \
-        finished.folder.config()["budget_details"]["test_norm"] == "per-slice"
+    assert finished.folder.config()["budget_details"]["test_norm"] == "per-slice"
     shutil.copytree(finished.folder.path, tmp_path / finished.folder.path.name)
     board = leaderboard(*collect_records(tmp_path), n_boot=0)
     labels = {row.label for row in board.tables[0].rows}

@@ -152,7 +152,8 @@ BUDGETS: dict[str, Budget] = {
 
 def get_budget(name: str) -> Budget:
     """A named budget, or `<name>@N`: that budget's resolution, batch and schedule over N updates
-    (quick@4000 is quick four times as long), for measuring how far a budget is from the paper."""
+    (quick@4000 is quick four times as long), for measuring how far a budget is from the paper.
+    `quick@1000` is `quick` itself: the same training is the same run."""
     base_name, at, count = name.partition("@")
     try:
         base = BUDGETS[base_name]
@@ -160,18 +161,26 @@ def get_budget(name: str) -> Budget:
         raise ConfigError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}, or NAME@UPDATES (quick@4000)") from None
     if not at:
         return base
-    if not count.isdigit() or int(count) < 1 or str(int(count)) != count:
+    if not (count.isascii() and count.isdecimal()) or int(count) < 1 or str(int(count)) != count:
         raise ConfigError(f"budget {name!r}: the number of updates after @ must be a positive integer, as in quick@4000")
     updates = int(count)
+    if updates == base.iterations:
+        return base
     return replace(base, name=name, epochs=None, iterations=updates,
                    description=f"the resolution, batch and learning-rate schedule of {base.name}, over {updates} updates")
 
 
 def budget_order(name: str) -> tuple:
-    """Sort key of budget names: smoke, quick, quick@2000, quick@4000, …, paper, then others by name."""
+    """Sort key of budget names: by base (smoke, quick, paper, then others by name), then by updates
+    (quick@500, quick, quick@2000, …; a base that counts epochs, such as paper, after its @N variants)."""
     base, _, count = name.partition("@")
     known = BUDGET_ORDER.index(base) if base in BUDGET_ORDER else len(BUDGET_ORDER)
-    return (known, base, int(count) if count.isdigit() else -1, name)
+    if count.isascii() and count.isdecimal():
+        updates: float = int(count)
+    else:
+        own = BUDGETS[base].iterations if base in BUDGETS else None
+        updates = own if own is not None else math.inf
+    return (known, base, updates, name)
 
 
 BUDGET_ORDER = ("smoke", "quick", "paper")

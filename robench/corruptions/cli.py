@@ -15,10 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robench.errors import ConfigError
-
-CORRUPTIONS_HELP = ("Artefact test sets: acdc-c (the paper's four, both frames), acdc-c-es (the same of frame ES only, "
-                    "as the public script: 60 per set on ACDC), graded (9 types × 5 severities), all (acdc-c,graded), "
-                    "none, or a comma list.")
+from robench.option_help import CORRUPTIONS_HELP
 
 console = Console()
 

@@ -1,10 +1,13 @@
 """Ranking agreement as a number: Kendall τ-b between the method rankings of two tables.
 
-Rankings are by each table's Avg, over the rows both tables hold (matched by label); a published
-ranking is by its first average column. The interval is the 2.5–97.5 % range of τ over the
-tables' bootstrap replicates of Avg (the same replicates as their rank intervals; a published
-side stays fixed), so "0.07 [−0.5, 0.6]" says how much of a disagreement the test cases alone
-could make.
+Two measured tables are ranked by their own Avg over the rows both hold (matched by label).
+Against a published set, both sides are ranked by the mean of the columns they share (the
+`Avg (N matching)` of `published`), so an average over a set only one side has (M&Ms,
+Sunnybrook) cannot reorder them; rows are matched by method. The interval is the 2.5–97.5 %
+range of τ over the tables' bootstrap replicates (those behind their rank intervals). Tables
+of one suite draw the same cases in each replicate where their test sets hold the same cases
+(budgets of one suite), so that comparison is paired; other pairs are resampled independently,
+and a published side stays fixed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-from robench.leaderboards.published import Published, comparable_tables, reference_tables
+from robench.leaderboards.published import Published, comparable_tables, matched_columns, reference_tables
 from robench.leaderboards.table import Cell, Column, Leaderboard, Row, Table
 
 MIN_COMMON = 3  # below three shared methods a rank correlation says nothing
@@ -39,32 +42,41 @@ def kendall_tau(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return float(scipy_stats.kendalltau([a[k] for k in common], [b[k] for k in common]).statistic)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Ranking:
+    """One side of a comparison: a score per key, and (keys, replicates) arrays when bootstrapped."""
+
+    scores: dict[str, float]
+    replicates: dict[str, np.ndarray]
+
+
 def agreement_table(board: Leaderboard, published: tuple[Published, ...] = ()) -> Table | None:
     """τ between every two main Dice tables, and between each suite's table and each published ranking."""
     mains = [t for t in board.tables if t.kind == "leaderboard" and t.metric == "dice" and t.view == ""]
-    pairs: list[tuple[str, Table, Table | Published]] = []
+    pairs: list[tuple[str, _Ranking, _Ranking]] = []
     for i, a in enumerate(mains):
         for b in mains[i + 1:]:
-            pairs.append((f"{_name(a)} ↔ {_name(b)}", a, b))
+            pairs.append((f"{_name(a)} ↔ {_name(b)}", _by_avg(a), _by_avg(b)))
     for p in published:
         for table in comparable_tables(board, p.suite):
-            pairs.append((f"{_name(table)} ↔ published `{p.name}`", table, p))
+            matched = matched_columns(table, p)
+            if matched:
+                pairs.append((f"{_name(table)} ↔ published `{p.name}` (Avg of {len(matched)} shared columns)",
+                              _by_shared_columns(table, matched), _published(p, matched)))
     rows = []
     for label, a, b in pairs:
-        scores_a, scores_b = (_scores_by_method(a), b.ranking()) if isinstance(b, Published) else (_scores(a), _scores(b))
-        common = sorted(set(scores_a) & set(scores_b))
+        common = sorted(set(a.scores) & set(b.scores))
         if len(common) < MIN_COMMON:
             continue
-        tau = kendall_tau(scores_a, scores_b)
-        ci = _interval(a, b, common)
-        rows.append(Row(label=f"{label} ({len(common)} methods)", method="", hparams="", runs=len(common),
-                        cells={TAU: Cell(tau, ci=ci, n_runs=len(common))}))
+        cell = Cell(kendall_tau(a.scores, b.scores), ci=_interval(a, b, common), n_runs=len(common))
+        rows.append(Row(label=f"{label} ({len(common)} methods)", method="", hparams="", runs=len(common), cells={TAU: cell}))
     if not rows:
         return None
-    notes = ("rankings over the methods both tables rank (rows matched by label; against a published set, by method, "
-             "for methods with one row), each ranked by its own Avg (a published set by its first average column)",
-             "95 % CI: percentile interval of τ over the tables' bootstrap replicates of Avg, drawn independently per "
-             "table; a published side is fixed")
+    notes = ("two measured tables: rankings by their Avg over the rows both hold (matched by label); against a "
+             "published set: both sides by the mean of the columns they share, rows matched by method (methods "
+             "with one row)",
+             "95 % CI: percentile interval of τ over the bootstrap replicates of the tables (cases drawn alike for "
+             "tables of one suite with the same test cases, independently otherwise; a published side is fixed)")
     first = mains[0] if mains else None
     return Table(suite=first.suite if first else "", budget="", metric="kendall_tau", higher_is_better=True,
                  columns=(Column(TAU, "statistic"),), rows=tuple(rows), view="ranking agreement", kind="agreement",
@@ -75,43 +87,48 @@ def _name(table: Table) -> str:
     return f"{table.suite} · {table.budget}" + (" (ES only)" if table.view else "")
 
 
-def _scores(table: Table) -> dict[str, float]:
-    return {row.label: row.cells["Avg"].mean for row in table.rows if "Avg" in row.cells}
+def _by_avg(table: Table) -> _Ranking:
+    scores = {row.label: row.cells["Avg"].mean for row in table.rows if "Avg" in row.cells}
+    reps = {label: table.replicates[label]["Avg"] for label in scores if "Avg" in table.replicates.get(label, {})}
+    return _Ranking(scores, reps)
 
 
-def _scores_by_method(table: Table) -> dict[str, float]:
-    """Method → Avg for the methods with one row in `table` (a published row is a method, not a setting)."""
-    rows = [row for row in table.rows if "Avg" in row.cells]
+def _by_shared_columns(table: Table, matched: Mapping[str, str]) -> _Ranking:
+    """Method → mean of the measured columns a published set shares, for methods with one full row."""
+    columns = list(matched.values())
+    rows = [row for row in table.rows if all(c in row.cells for c in columns)]
     single = [row for row in rows if sum(r.method == row.method for r in rows) == 1]
-    return {row.method: row.cells["Avg"].mean for row in single}
+    scores = {row.method: float(np.mean([row.cells[c].mean for c in columns])) for row in single}
+    reps = {}
+    for row in single:
+        own = table.replicates.get(row.label, {})
+        if all(c in own for c in columns):
+            reps[row.method] = np.mean([own[c] for c in columns], axis=0)
+    return _Ranking(scores, reps)
 
 
-def _interval(a: Table, b: Table | Published, common: list[str]) -> tuple[float, float] | None:
-    if isinstance(b, Published):  # common holds method names; the replicates are keyed by label
-        labels = {row.method: row.label for row in a.rows}
-        reps_a = _replicates(a, [labels[m] for m in common])
-    else:
-        reps_a = _replicates(a, common)
-    if reps_a is None:
+def _published(published: Published, matched: Mapping[str, str]) -> _Ranking:
+    return _Ranking({row.method: float(np.mean([row.cells[c] for c in matched])) for row in published.rows
+                     if all(c in row.cells for c in matched)}, {})
+
+
+def _interval(a: _Ranking, b: _Ranking, common: list[str]) -> tuple[float, float] | None:
+    """Percentile interval of τ over replicates; a side without replicates (published) stays fixed."""
+    sides = []
+    for side in (a, b):
+        if side.replicates:
+            if not all(k in side.replicates for k in common):
+                return None
+            sides.append(np.stack([np.asarray(side.replicates[k], float) for k in common]))
+        else:
+            sides.append(None)
+    if sides[0] is None and sides[1] is None:
         return None
-    if isinstance(b, Published):
-        fixed = b.ranking()
-        taus = [scipy_stats.kendalltau(reps_a[:, i], [fixed[k] for k in common]).statistic for i in range(reps_a.shape[1])]
-    else:
-        reps_b = _replicates(b, common)
-        if reps_b is None:
-            return None
-        n = min(reps_a.shape[1], reps_b.shape[1])
-        taus = [scipy_stats.kendalltau(reps_a[:, i], reps_b[:, i]).statistic for i in range(n)]
-    taus = np.asarray(taus, float)
+    n = min(s.shape[1] for s in sides if s is not None)
+    fixed = {i: np.array([side.scores[k] for k in common]) for i, side in enumerate((a, b)) if sides[i] is None}
+    taus = np.array([scipy_stats.kendalltau(*(sides[i][:, r] if sides[i] is not None else fixed[i] for i in (0, 1))).statistic
+                     for r in range(n)], float)
     taus = taus[~np.isnan(taus)]
     if not len(taus):
         return None
     return float(np.quantile(taus, 0.025)), float(np.quantile(taus, 0.975))
-
-
-def _replicates(table: Table, common: list[str]) -> np.ndarray | None:
-    """(methods, replicates) Avg replicates of `common` in `table`, or None without a bootstrap."""
-    if not all(k in table.avg_replicates for k in common):
-        return None
-    return np.stack([np.asarray(table.avg_replicates[k], float) for k in common])

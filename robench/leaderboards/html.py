@@ -66,7 +66,7 @@ def page(
     figures: Sequence[tuple[str, Path]] = (),
     provenance: Sequence[dict] = (),
 ) -> str:
-    suites = sorted({f"{t.suite} · {t.budget}" for t in board.tables})
+    suites = sorted({f"{t.suite} · {t.budget}" for t in board.tables if t.kind == "leaderboard"})
     heading = title or f"robench leaderboard — {', '.join(suites)}"
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(heading)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{_e(heading)}</h1>"]

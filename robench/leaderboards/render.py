@@ -185,7 +185,7 @@ def legend(table: Table, detail: bool = True) -> str:
 def _other_legend(table: Table) -> str:
     """Legends of the tables beside a leaderboard: published references, their differences, rank agreement."""
     lead = {
-        "published": "Published rows are the paper's numbers as printed, never ranked or tested; measured rows are this "
+        "beside": "Published rows are the paper's numbers as printed, never ranked or tested; measured rows are this "
                      "table's cells (mean over runs), marks dropped.",
         "difference": "Cell: measured mean − published value on the same column (positive: robench measured more).",
         "agreement": "Cell: Kendall τ-b between two method rankings [95 % bootstrap interval]; 1 = the same order, "

@@ -112,9 +112,10 @@ class Table:
     metric_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     view: str = ""  # "" for the main table; what a secondary view of the same runs shows
-    kind: str = "leaderboard"  # leaderboard | published (measured beside published) | difference | agreement
-    # bootstrap replicates of each row's Avg (row label → array), for rank agreement between tables; not rendered
-    avg_replicates: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "leaderboard"  # leaderboard | beside (measured rows beside published ones) | difference | agreement
+    # bootstrap replicates (row label → column → array over resamples) of the test-set and Avg cells, for rank
+    # agreement between tables; not rendered
+    replicates: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -517,9 +518,11 @@ def _build_table(
 
     notes: list[str] = [*extra_notes, EMPTY_MASK_POLICY[metric]]
     rank_intervals: dict[str, tuple[int, int]] = {}
-    replicates: dict[str, np.ndarray] = {}
+    replicates: dict[str, dict[str, np.ndarray]] = {}
     if n_boot:
-        rng = np.random.default_rng([seed, zlib.crc32(f"{suite}\0{budget}".encode())])
+        # seeded by the suite, not the budget: tables of one suite whose test sets hold the same cases draw the
+        # same cases in every replicate, so comparisons between them (rank agreement) are paired
+        rng = np.random.default_rng([seed, zlib.crc32(suite.encode())])
         rank_intervals, replicates = _add_intervals(cells, case, rows, test_sets, kinds, n_boot, rng, higher_is_better)
     reference_label = None
     if reference_method is not None:
@@ -575,7 +578,7 @@ def _build_table(
         metric_versions=_distinct(part, "metric_version"),
         notes=tuple(notes),
         view=view,
-        avg_replicates={labels[row]: samples for row, samples in replicates.items() if "Avg" in cells[row]},
+        replicates={labels[row]: samples for row, samples in replicates.items()},
     )
 
 
@@ -588,9 +591,9 @@ def _add_intervals(
     n_boot: int,
     rng: np.random.Generator,
     higher_is_better: bool,
-) -> tuple[dict[str, tuple[int, int]], dict[str, np.ndarray]]:
+) -> tuple[dict[str, tuple[int, int]], dict[str, dict[str, np.ndarray]]]:
     """Put bootstrap intervals on test-set, kind and Avg cells; return each rankable row's rank interval
-    and its Avg replicates."""
+    and every row's replicates of its test-set and Avg cells."""
     boot = _bootstrap(case, rows, test_sets, n_boot, rng)
     blocks = {name: boot[:, i, :] for i, name in enumerate(test_sets)}
     blocks |= {KIND_TITLES.get(k, k): boot[:, [test_sets.index(t) for t in names], :].mean(axis=1) for k, names in kinds.items()}
@@ -600,14 +603,15 @@ def _add_intervals(
         for i, row in enumerate(rows):
             if name in cells[row] and not math.isnan(low[i]):
                 cells[row][name] = _with(cells[row][name], ci=(float(low[i]), float(high[i])))
+    replicates = {row: {name: blocks[name][i] for name in (*test_sets, "Avg") if name in cells[row]}
+                  for i, row in enumerate(rows)}
     rankable = [i for i, row in enumerate(rows) if "Avg" in cells[row]]
     if not rankable:
-        return {}, {}
+        return {}, replicates
     ranks = stats.bootstrap_ranks(blocks["Avg"][rankable], higher_is_better)
     low = np.quantile(ranks, 0.025, axis=1, method="lower")
     high = np.quantile(ranks, 0.975, axis=1, method="higher")
-    return ({rows[i]: (int(lo), int(hi)) for i, lo, hi in zip(rankable, low, high)},
-            {rows[i]: blocks["Avg"][i] for i in rankable})
+    return {rows[i]: (int(lo), int(hi)) for i, lo, hi in zip(rankable, low, high)}, replicates
 
 
 def _add_tests(

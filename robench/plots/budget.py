@@ -37,7 +37,10 @@ def budget_points(board: Leaderboard, runs: pd.DataFrame, suite: str, published:
     for table in comparable_tables(board, suite):
         intra = next((c.name for c in table.columns if c.role == "test_set" and c.test_set_kind == "intra"), None)
         matched = matched_columns(table, published) if published else {}
-        average = f"Avg of the {len(matched)} columns the paper shares" if matched else "Avg"
+        # sets measured on other cases than published (both frames where the paper has ES only) make another panel
+        stand_ins = [m for c, m in matched.items() if published is not None and published.columns[c][0] != m]
+        average = (f"Avg of the {len(matched)} columns the paper shares"
+                   + (f" ({len(stand_ins)} on other cases)" if stand_ins else "")) if matched else "Avg"
         for row in table.rows:
             updates = [u for u in (iterations.get(r) for r in row.run_ids) if u is not None and not np.isnan(u)]
             if not updates:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robench.corruptions.cli import CORRUPTIONS_HELP
+from robench.option_help import CORRUPTIONS_HELP, TEST_NORM_HELP
 
 console = Console()
 
@@ -31,9 +31,7 @@ def sweep(
     corruptions: str = typer.Option("acdc-c", help=CORRUPTIONS_HELP),
     corruption_seed: int = typer.Option(0, help="Seed of the frozen artefact copies."),
     precision: str = typer.Option("auto", help="fp32 | bf16 | auto."),
-    test_norm: str = typer.Option(
-        "per-slice", help="Evaluation slices: per-slice (min-max each, robench's default) or none (the public tester's normalize_2D=False)."
-    ),
+    test_norm: str = typer.Option("per-slice", help=TEST_NORM_HELP),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (on each worker)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where generated data is cached (default $ROBENCH_HOME)."),
     launcher: str = typer.Option("local", help="local | slurm | ray."),
