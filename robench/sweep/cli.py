@@ -132,10 +132,10 @@ def status(
         typer.echo(json.dumps({"root": str(root), "totals": counts, "runs": [s.as_dict() for s in statuses]}, indent=1))
         return
     colours = {"done": "green", "running": "cyan", "failed": "bold red", "interrupted": "yellow", "missing": "dim"}
-    table = Table("run", "suite", "method", "seed", "cval", "fraction", "state")
+    table = Table("run", "suite", "budget", "method", "seed", "cval", "fraction", "state")
     table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=80)
     for s in statuses:
-        table.add_row(s.run_id, s.suite or "", s.method or "", _text(s.seed), _text(s.cval), _text(s.train_fraction),
+        table.add_row(s.run_id, s.suite or "", s.budget or "", s.method or "", _text(s.seed), _text(s.cval), _text(s.train_fraction),
                       f"[{colours[s.state.value]}]{s.state.value}[/]", s.detail)
     from robench.cli import wide_console
 

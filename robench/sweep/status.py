@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
+from robench.benchmark.config import budget_order
 from robench.benchmark.store import CONFIG, DONE, RunFolder
 from robench.errors import ConfigError, RunStateError
 
@@ -97,8 +98,8 @@ def collect_status(root: Path) -> list[RunStatus]:
     planned = planned_runs(root)
     folders = {p.name: p for p in root.iterdir() if p.is_dir() and _is_run_folder(p)}
     statuses = [run_status(RunFolder(root / run_id), planned.get(run_id)) for run_id in sorted({*folders, *planned})]
-    return sorted(statuses, key=lambda s: (s.suite or "", s.method or "", str(s.train_fraction), s.cval or 0,
-                                           s.seed or 0, s.run_id))
+    return sorted(statuses, key=lambda s: (s.suite or "", budget_order(s.budget or ""), s.method or "",
+                                           str(s.train_fraction), s.cval or 0, s.seed or 0, s.run_id))
 
 
 def _is_run_folder(path: Path) -> bool:
