@@ -11,7 +11,7 @@ tests never see a published number.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -100,7 +100,13 @@ def reference_tables(board: Leaderboard, published: Published) -> tuple[Table, .
         matched = matched_columns(table, published)
         if not matched:
             continue
-        out += [_beside(table, published, matched), _differences(table, published, matched)]
+        averages = _comparable_averages(table, published, matched)
+        notes = _notes(table, published, matched, averages)
+        for kind, view, columns, rows in (_beside(table, published, matched, averages),
+                                          _differences(table, published, matched, averages)):
+            out.append(Table(suite=table.suite, budget=table.budget, metric=table.metric, higher_is_better=True,
+                             columns=tuple(columns), rows=tuple(rows), view=f"{view} `{published.name}`", kind=kind,
+                             notes=notes))
     return tuple(out)
 
 
@@ -131,58 +137,43 @@ def _matching_label(matched: Mapping[str, str]) -> str:
     return f"Avg ({len(matched)} matching)"
 
 
-def _beside(table: Table, published: Published, matched: Mapping[str, str]) -> Table:
-    averages = _comparable_averages(table, published, matched)
-    matching = _matching_label(matched)
+def _with_matching(cells: dict[str, Cell], matched: Mapping[str, str], n_runs: int = 0) -> dict[str, Cell]:
+    """`cells` plus the mean over the matched columns, where the row has all of them."""
+    if all(c in cells for c in matched):
+        cells[_matching_label(matched)] = Cell(sum(cells[c].mean for c in matched) / len(matched), n_runs=n_runs)
+    return cells
+
+
+def _beside(table: Table, published: Published, matched: Mapping[str, str], averages: Mapping[str, str]):
     columns = [Column(c, "test_set", "") for c in published.columns]
     columns += [Column(name, "average") for name in (*published.averages, *MODE_AVERAGES)]
-    columns.append(Column(matching, "average"))
-    rows = []
-    for p in published.rows:
-        cells = {name: Cell(float(v)) for name, v in p.cells.items()}
-        if all(c in p.cells for c in matched):
-            cells[matching] = Cell(sum(p.cells[c] for c in matched) / len(matched))
-        rows.append(Row(label=f"{p.label} [published]", method=p.method, hparams="published", runs=0, cells=cells))
+    columns.append(Column(_matching_label(matched), "average"))
+    rows = [Row(label=f"{p.label} [published]", method=p.method, hparams="published", runs=0,
+                cells=_with_matching({name: Cell(float(v)) for name, v in p.cells.items()}, matched))
+            for p in published.rows]
     for r in table.rows:
-        cells = {column: _plain(r.cells[name]) for column, name in matched.items() if name in r.cells}
-        cells |= {column: _plain(r.cells[name]) for column, name in averages.items() if name in r.cells}
-        if all(c in cells for c in matched):
-            cells[matching] = Cell(sum(cells[c].mean for c in matched) / len(matched), n_runs=r.runs)
-        rows.append(Row(label=f"{r.label} [measured]", method=r.method, hparams=r.hparams, runs=r.runs, cells=cells,
-                        run_ids=r.run_ids))
-    return Table(
-        suite=table.suite, budget=table.budget, metric=table.metric, higher_is_better=True, columns=tuple(columns),
-        rows=tuple(rows), view=f"measured beside published `{published.name}`", kind="beside",
-        notes=_notes(table, published, matched, averages),
-    )
+        pairs = (*matched.items(), *averages.items())
+        # measured cells without their test marks: beside published rows nothing was tested
+        cells = {column: replace(r.cells[name], mark="", p_value=None, p_holm=None) for column, name in pairs if name in r.cells}
+        rows.append(Row(label=f"{r.label} [measured]", method=r.method, hparams=r.hparams, runs=r.runs,
+                        cells=_with_matching(cells, matched, r.runs), run_ids=r.run_ids))
+    return "beside", "measured beside published", columns, rows
 
 
-def _differences(table: Table, published: Published, matched: Mapping[str, str]) -> Table:
+def _differences(table: Table, published: Published, matched: Mapping[str, str], averages: Mapping[str, str]):
     by_method = {p.method: p for p in published.rows}
-    averages = _comparable_averages(table, published, matched)
-    matching = _matching_label(matched)
-    columns = [Column(c, "test_set", "") for c in matched] + [Column(n, "average") for n in averages] + [Column(matching, "average")]
+    columns = [Column(c, "test_set", "") for c in matched] + [Column(n, "average") for n in averages]
+    columns.append(Column(_matching_label(matched), "average"))
     rows = []
     for r in table.rows:
         p = by_method.get(r.method)
         if p is None:
             continue
-        cells = {c: Cell(r.cells[m].mean - p.cells[c], n_runs=r.runs) for c, m in matched.items() if m in r.cells and c in p.cells}
-        cells |= {c: Cell(r.cells[m].mean - p.cells[c], n_runs=r.runs) for c, m in averages.items() if m in r.cells and c in p.cells}
-        if all(c in cells for c in matched):
-            cells[matching] = Cell(sum(cells[c].mean for c in matched) / len(matched), n_runs=r.runs)
-        rows.append(Row(label=f"{r.label} − {p.label}", method=r.method, hparams=r.hparams, runs=r.runs, cells=cells,
-                        run_ids=r.run_ids))
-    return Table(
-        suite=table.suite, budget=table.budget, metric=table.metric, higher_is_better=True, columns=tuple(columns),
-        rows=tuple(rows), view=f"measured − published `{published.name}`", kind="difference",
-        notes=_notes(table, published, matched, averages),
-    )
-
-
-def _plain(cell: Cell) -> Cell:
-    """A measured cell without its test marks: beside published rows nothing was tested."""
-    return Cell(cell.mean, cell.std, cell.n_runs, cell.n_cases, cell.ci)
+        cells = {c: Cell(r.cells[m].mean - p.cells[c], n_runs=r.runs)
+                 for c, m in (*matched.items(), *averages.items()) if m in r.cells and c in p.cells}
+        rows.append(Row(label=f"{r.label} − {p.label}", method=r.method, hparams=r.hparams, runs=r.runs,
+                        cells=_with_matching(cells, matched, r.runs), run_ids=r.run_ids))
+    return "difference", "measured − published", columns, rows
 
 
 def _notes(table: Table, published: Published, matched: Mapping[str, str], averages: Mapping[str, str]) -> tuple[str, ...]:
