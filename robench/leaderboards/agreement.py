@@ -44,7 +44,7 @@ def kendall_tau(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class _Ranking:
-    """One side of a comparison: a score per key, and (keys, replicates) arrays when bootstrapped."""
+    """One side of a comparison: a score per key and, when bootstrapped, its replicates per key."""
 
     scores: dict[str, float]
     replicates: dict[str, np.ndarray]
@@ -114,21 +114,21 @@ def _published(published: Published, matched: Mapping[str, str]) -> _Ranking:
 
 def _interval(a: _Ranking, b: _Ranking, common: list[str]) -> tuple[float, float] | None:
     """Percentile interval of τ over replicates; a side without replicates (published) stays fixed."""
-    sides = []
-    for side in (a, b):
-        if side.replicates:
-            if not all(k in side.replicates for k in common):
-                return None
-            sides.append(np.stack([np.asarray(side.replicates[k], float) for k in common]))
-        else:
-            sides.append(None)
-    if sides[0] is None and sides[1] is None:
+    if not (a.replicates or b.replicates):
         return None
-    n = min(s.shape[1] for s in sides if s is not None)
-    fixed = {i: np.array([side.scores[k] for k in common]) for i, side in enumerate((a, b)) if sides[i] is None}
-    taus = np.array([scipy_stats.kendalltau(*(sides[i][:, r] if sides[i] is not None else fixed[i] for i in (0, 1))).statistic
-                     for r in range(n)], float)
+    if any(side.replicates and not all(k in side.replicates for k in common) for side in (a, b)):
+        return None
+    n = min(len(next(iter(side.replicates.values()))) for side in (a, b) if side.replicates)
+    a_reps, b_reps = (_replicate_matrix(side, common, n) for side in (a, b))
+    taus = np.array([scipy_stats.kendalltau(a_reps[:, r], b_reps[:, r]).statistic for r in range(n)], float)
     taus = taus[~np.isnan(taus)]
     if not len(taus):
         return None
     return float(np.quantile(taus, 0.025)), float(np.quantile(taus, 0.975))
+
+
+def _replicate_matrix(side: _Ranking, common: list[str], n: int) -> np.ndarray:
+    """(keys, n) replicates; a fixed side repeats its scores."""
+    if not side.replicates:
+        return np.repeat(np.array([side.scores[k] for k in common], float)[:, None], n, axis=1)
+    return np.stack([np.asarray(side.replicates[k], float)[:n] for k in common])
