@@ -193,7 +193,7 @@ def test_grid_expands_every_combination_into_resumable_quiet_requests(tmp_path):
     base = RunRequest(suite="cardiac-synth", method="standard", budget="smoke", out=tmp_path)
     spec = g.SweepGrid(base, ("standard", "margin"), seeds=(0, 1), fractions=(0.25, 1.0), grid={"lr": ("1e-4", "1e-3")})
     requests = spec.requests()
-    assert len(requests) == 2 * 2 * 2 * 2
+    assert len(requests) == spec.size() == 2 * 2 * 2 * 2
     assert {(r.method, r.seed, r.options.train_fraction, r.hparams["lr"]) for r in requests} == {
         (m, s, f, lr) for m in ("standard", "margin") for s in (0, 1) for f in (0.25, 1.0) for lr in ("1e-4", "1e-3")
     }

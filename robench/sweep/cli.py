@@ -75,7 +75,7 @@ def sweep(
         from robench.sweep.launchers import time_minutes
 
         time_minutes(time_limit)  # a bad --time fails now, not at submission
-    console.print(f"planning {len(spec.requests())} runs of {suite} ({budget}) …", highlight=False)
+    console.print(f"planning {spec.size()} runs of {suite} ({budget}) …", highlight=False)
     sweep_plan = g.make_plan(spec, save=not dry_run)
     counts = sweep_plan.counts()
     jobs = sweep_plan.to_launch(retry_failed)

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -118,6 +119,10 @@ class SweepGrid:
     cvals: tuple[int, ...] = (0,)
     fractions: tuple[float, ...] = (1.0,)
     grid: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def size(self) -> int:
+        """How many requests the grid expands to (before runs equal to one another are merged)."""
+        return math.prod(map(len, (self.methods, self.fractions, self.cvals, self.seeds, *self.grid.values())))
 
     def requests(self) -> list[RunRequest]:
         keys = sorted(self.grid)
