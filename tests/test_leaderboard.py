@@ -213,6 +213,34 @@ def test_budgets_and_suites_get_separate_tables(tmp_path):
     assert markdown.count("### ") == 3 and "budget `smoke`" in markdown
 
 
+def test_training_fractions_get_separate_tables_each_tested_against_its_own_reference(tmp_path):
+    """A fraction is a data condition: ranks and paired tests stay within it, and entries keep the fractions apart."""
+    from robench.leaderboards.entries import board_entries, board_from_entries, read_entries, write_entries
+
+    for fraction, offset in ((0.25, -0.2), (1.0, 0.0)):
+        hparams = {} if fraction == 1.0 else {"train_fraction": fraction}
+        for method, gain in (("standard", 0.0), ("asym", 0.05)):
+            for seed in range(2):
+                run = f"{method}-{fraction}-{seed}"
+                write_run(tmp_path, run, make_records(run, method, seed, noisy(offset + gain), hparams=hparams), done={})
+    records, runs = collect_records(tmp_path)
+    board = leaderboard(records, runs, n_boot=50)
+    assert [t.condition for t in board.tables] == ["training fraction 0.25", ""]
+    for table, offset in zip(board.tables, (-0.2, 0.0)):
+        assert [row.label for row in table.rows] == ["asym", "standard"]  # no train_fraction in the labels
+        assert table.reference == "standard" and [row.rank for row in table.rows] == [1, 2]
+        assert row_of(table, "asym").cells["SiteA"].mark == "better"
+        assert row_of(table, "standard").cells["SiteA"].mean == pytest.approx(BASE["SiteA"] + offset + 0.005 + 0.02 * np.sin(np.arange(1, 9)).mean())
+    markdown = render(board, "markdown")
+    assert "budget `quick` · training fraction 0.25 · Dice" in markdown and "budget `quick` · Dice" in markdown
+    entries = board_entries(board, runs, tmp_path)
+    assert sorted((e["label"], e["condition"]) for e in entries) == [
+        ("asym", ""), ("asym", "training fraction 0.25"), ("standard", ""), ("standard", "training fraction 0.25")]
+    written = write_entries(entries, tmp_path / "board")
+    assert len(written) == 4
+    assert render(board_from_entries(read_entries(tmp_path / "board")), "markdown") == markdown
+
+
 def test_primary_mode_gives_main_numbers_and_other_modes_an_avg_column():
     records = pd.concat([
         make_records("c", "coop", 0, shifted(0.0), mode="ftn", primary=True),

@@ -254,8 +254,9 @@ def test_a_run_on_an_nnunet_data_set_names_its_classes_records_its_split_and_eva
     full = [a if a != "0.5" else "1.0" for a in args] + ["--corruptions", "none"]
     assert cli.invoke(app, full).exit_code == 0
     result = cli.invoke(app, ["leaderboard", str(out)], env={"COLUMNS": "250"})
-    assert result.exit_code == 0 and "train_fraction=0.5" in result.output  # another setting, not pooled with the full data
-    assert "train_fraction=1.0" in result.output  # the full pool named by its default, not "None"
+    # another data condition: a table of its own, never pooled or ranked with the full data
+    assert result.exit_code == 0 and "budget `smoke` · training fraction 0.5 · Dice" in result.output
+    assert "budget `smoke` · Dice" in result.output and "train_fraction=" not in result.output
     listed = write_nnunet_v2(tmp_path / "Dataset004_Listed", [f"l{i}" for i in range(5)])
     spec = json.loads((listed / "dataset.json").read_text())
     (listed / "dataset.json").write_text(json.dumps({**spec, "labels": {"background": 0, "lesion": 1, "never": 2}}))

@@ -1,7 +1,7 @@
 """Records -> leaderboard tables (Markdown, CSV, JSON) with the statistics of protocol §6.
 
 `collect_records` reads finished run folders, `leaderboard` / `metric_table` aggregate the
-records into one table per (suite, budget), `render` turns a board into text.
+records into one table per (suite, budget, training fraction), `render` turns a board into text.
 """
 
 from robench.leaderboards.collect import collect_records

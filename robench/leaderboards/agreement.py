@@ -84,7 +84,8 @@ def agreement_table(board: Leaderboard, published: tuple[Published, ...] = ()) -
 
 
 def _name(table: Table) -> str:
-    return f"{table.suite} · {table.budget}" + (" (ES only)" if table.view else "")
+    return (f"{table.suite} · {table.budget}" + (f" · {table.condition}" if table.condition else "")
+            + (" (ES only)" if table.view else ""))
 
 
 def _by_avg(table: Table) -> _Ranking:

@@ -122,6 +122,16 @@ def setting_labels(method: str, settings: list[str]) -> dict[str, str]:
             for s, p in parsed.items()}
 
 
+def training_fraction(hparams: str) -> float:
+    """The share of the training pool a run trained on (1.0 where its setting does not name one)."""
+    return float(_as_dict(hparams).get("train_fraction", RUN_SETTING_DEFAULTS["train_fraction"]))
+
+
+def condition_title(fraction: float) -> str:
+    """How a table names its data condition: nothing for the whole training pool."""
+    return "" if fraction == 1.0 else f"training fraction {fraction:g}"
+
+
 def _as_dict(hparams: str) -> dict:
     try:
         value = json.loads(hparams)

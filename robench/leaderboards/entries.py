@@ -1,4 +1,4 @@
-"""The leaderboard as data: one JSON entry per (suite, budget, method, setting), with provenance.
+"""The leaderboard as data: one JSON entry per (suite, budget, training fraction, method, setting), with provenance.
 
 RobustBench keeps each leaderboard entry as its own file; so does robench. An entry holds the
 row's numbers in every view of its suite × budget (the main table, graded corruptions, vendors),
@@ -27,17 +27,18 @@ ENTRY_SCHEMA = "robench-leaderboard-entry/1"
 
 
 def board_entries(board: Leaderboard, runs: pd.DataFrame, root: Path) -> list[dict]:
-    """One entry per row label of each (suite, budget); `runs` and `root` (from `collect_records`) give provenance."""
-    grouped: dict[tuple[str, str, str], dict] = {}
+    """One entry per row label of each (suite, budget, condition); `runs` and `root` (from `collect_records`) give
+    provenance."""
+    grouped: dict[tuple[str, str, str, str], dict] = {}
     index: dict[tuple[str, str], int] = defaultdict(int)  # a table's place among its suite × budget's views
     for table in board.tables:
         table_index = index[(table.suite, table.budget)]
         index[(table.suite, table.budget)] += 1
         for position, row in enumerate(table.rows):
-            key = (table.suite, table.budget, row.label)
+            key = (table.suite, table.budget, table.condition, row.label)
             entry = grouped.setdefault(key, {
-                "schema": ENTRY_SCHEMA, "suite": table.suite, "budget": table.budget, "method": row.method,
-                "label": row.label, "hparams": _hparams(row.hparams), "tables": [], "run_ids": set(),
+                "schema": ENTRY_SCHEMA, "suite": table.suite, "budget": table.budget, "condition": table.condition,
+                "method": row.method, "label": row.label, "hparams": _hparams(row.hparams), "tables": [], "run_ids": set(),
             })
             entry["tables"].append({**_table_fields(table), "table_index": table_index, "position": position,
                                     "row": _row_fields(row)})
@@ -51,27 +52,27 @@ def board_entries(board: Leaderboard, runs: pd.DataFrame, root: Path) -> list[di
 
 def board_from_entries(entries: list[dict]) -> Leaderboard:
     """The leaderboard the entries were cut from: tables in their order, rows in their positions."""
-    tables: dict[tuple[str, str, str, str], dict] = {}
+    tables: dict[tuple[str, str, str, str, str], dict] = {}
     for entry in entries:
         if entry.get("schema") != ENTRY_SCHEMA:
             raise DataError(f"leaderboard entry {entry.get('label')!r}: schema {entry.get('schema')!r}, expected {ENTRY_SCHEMA}")
         for part in entry["tables"]:
-            key = (entry["suite"], entry["budget"], part["metric"], part["view"])
+            key = (entry["suite"], entry["budget"], entry.get("condition", ""), part["metric"], part["view"])
             table = tables.setdefault(key, {"fields": part, "rows": []})
             table["rows"].append((part["position"], _row(entry, part["row"])))
     ordered = sorted(tables.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[1]["fields"]["table_index"]))
-    built = tuple(_table(suite, budget, t["fields"], [row for _, row in sorted(t["rows"], key=lambda pr: pr[0])])
-                  for (suite, budget, _, _), t in ordered)
+    built = tuple(_table(suite, budget, condition, t["fields"], [row for _, row in sorted(t["rows"], key=lambda pr: pr[0])])
+                  for (suite, budget, condition, _, _), t in ordered)
     n_runs = len({r for e in entries for r in e["provenance"]["run_ids"]})
     return Leaderboard(tables=built, n_runs=n_runs)
 
 
 def write_entries(entries: list[dict], folder: Path) -> list[Path]:
-    """Each entry to `folder/<label>.json` (atomic); files of labels no longer present are removed."""
+    """Each entry to `folder/<label>[ <condition>].json` (atomic); files of entries no longer present are removed."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for entry in entries:
-        path = folder / f"{slug(entry['label'])}.json"
+        path = folder / f"{slug(' '.join(filter(None, (entry['label'], entry.get('condition')))))}.json"
         write_json(path, entry)
         written.append(path)
     for stale in set(folder.glob("*.json")) - set(written):
@@ -176,9 +177,9 @@ def _row(entry: dict, fields: dict) -> Row:
                devices=tuple(fields["devices"]), run_ids=tuple(entry["provenance"]["run_ids"]))
 
 
-def _table(suite: str, budget: str, fields: dict, rows: list[Row]) -> Table:
+def _table(suite: str, budget: str, condition: str, fields: dict, rows: list[Row]) -> Table:
     return Table(
-        suite=suite, budget=budget, metric=fields["metric"], higher_is_better=fields["higher_is_better"],
+        suite=suite, budget=budget, condition=condition, metric=fields["metric"], higher_is_better=fields["higher_is_better"],
         columns=tuple(Column(c["name"], c["role"], c["test_set_kind"]) for c in fields["columns"]), rows=tuple(rows),
         reference=fields["reference"], n_boot=fields["n_boot"], seed=fields["seed"], alpha=fields["alpha"],
         hd95_variants=tuple(fields["hd95_variants"]), metric_versions=tuple(fields["metric_versions"]),

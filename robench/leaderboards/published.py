@@ -83,10 +83,12 @@ def _check(published: Published, path: Path) -> None:
 
 
 def comparable_tables(board: Leaderboard, suite: str) -> list[Table]:
-    """Per budget, the Dice table of `suite` closest to a paper's: the ES-only view where the runs have it."""
+    """Per budget, the Dice table of `suite` closest to a paper's: the ES-only view where the runs have it;
+    runs on the whole training pool only, as the papers trained."""
     chosen: dict[str, Table] = {}
     for table in board.tables:
-        if table.kind != "leaderboard" or table.metric != "dice" or table.suite != suite or table.view not in ("", ES_VIEW):
+        if (table.kind != "leaderboard" or table.metric != "dice" or table.suite != suite
+                or table.view not in ("", ES_VIEW) or table.condition):
             continue
         if table.budget not in chosen or table.view == ES_VIEW:
             chosen[table.budget] = table

@@ -159,7 +159,8 @@ def _tables(document: dict[str, Any], metric: str) -> Iterator[tuple[str, dict[s
     for table in document.get("tables", []):
         if table.get("metric") != metric:
             continue
-        name = f"{table['suite']} / {table['budget']}" + (f" / {table['view']}" if table.get("view") else "")
+        name = "".join([f"{table['suite']} / {table['budget']}",
+                        *(f" / {table[k]}" for k in ("condition", "view") if table.get(k))])
         yield name, table
 
 

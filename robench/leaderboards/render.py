@@ -76,8 +76,8 @@ def row_header(table: Table) -> str:
 def table_title(table: Table) -> str:
     if table.kind == "agreement":
         return "ranking agreement · Kendall τ-b"
-    return (f"`{table.suite}` · budget `{table.budget}` · {METRIC_NAMES.get(table.metric, table.metric)}"
-            + (f" · {table.view}" if table.view else ""))
+    return (f"`{table.suite}` · budget `{table.budget}`" + (f" · {table.condition}" if table.condition else "")
+            + f" · {METRIC_NAMES.get(table.metric, table.metric)}" + (f" · {table.view}" if table.view else ""))
 
 
 # --------------------------------------------------------------------------- markdown
@@ -246,6 +246,7 @@ def _csv(board: Leaderboard) -> str:
                     {
                         "suite": table.suite,
                         "budget": table.budget,
+                        "condition": table.condition,
                         "metric": table.metric,
                         "view": table.view,
                         "kind": table.kind,
@@ -281,6 +282,7 @@ def _json(board: Leaderboard) -> str:
             {
                 "suite": table.suite,
                 "budget": table.budget,
+                "condition": table.condition,
                 "metric": table.metric,
                 "view": table.view,
                 "kind": table.kind,

@@ -2,8 +2,9 @@
 
 The rules, and why:
 
-- One table per (suite, budget): numbers from other data or another training length are
-  not comparable, so they never share a table.
+- One table per (suite, budget, training fraction): numbers from other data, another training
+  length or another share of the training pool are not comparable, so they never share a table
+  (and never a rank or a paired test).
 - A row is a method; when one table holds several hparams settings of a method, each
   setting is its own row (labelled by the keys that differ), never averaged together.
 - Only `primary` records give the main numbers. Case score = mean over the case's classes,
@@ -44,7 +45,7 @@ from robench.benchmark.records import METRIC_COLUMNS
 from robench.corruptions.acdc_c import ACDC_C_ES_SETS
 from robench.errors import ConfigError, DataError
 from robench.leaderboards import corruption, stats
-from robench.leaderboards.collect import canonical_hparams, setting_labels
+from robench.leaderboards.collect import canonical_hparams, condition_title, setting_labels, training_fraction
 
 REQUIRED_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "test_set", "kind", "case_id", "mode", "primary", "class")
 KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefact"}
@@ -112,6 +113,7 @@ class Table:
     metric_versions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     view: str = ""  # "" for the main table; what a secondary view of the same runs shows
+    condition: str = ""  # the data condition its runs share ("training fraction 0.25"); "" for the whole pool
     kind: str = "leaderboard"  # leaderboard | beside (measured rows beside published ones) | difference | agreement
     # bootstrap replicates (row label → column → array over resamples) of the test-set and Avg cells, for rank
     # agreement between tables; not rendered
@@ -135,7 +137,7 @@ def leaderboard(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> Leaderboard:
-    """Dice leaderboard: one table per (suite, budget) with CIs, paired tests and ranks.
+    """Dice leaderboard: one table per (suite, budget, training fraction) with CIs, paired tests and ranks.
 
     `runs` (from `collect_records`) adds cost columns, hparams and the unfinished count.
     `n_boot=0` skips the bootstrap (no intervals; ranks are plain positions).
@@ -237,6 +239,7 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
         hparams_of_run.update({str(r): canonical_hparams(h) for r, h in zip(runs["run_id"], runs["hparams"])})
     hparams = frame["run_id"].map(hparams_of_run).fillna("{}")
     frame["row"] = [json.dumps([m, h]) for m, h in zip(frame["method"], hparams)]
+    frame["fraction"] = hparams.map(training_fraction)
 
     several = frame[frame["primary"]].groupby("run_id")["mode"].nunique()
     if (several > 1).any():
@@ -245,11 +248,13 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
 
 
 def _split(frame: pd.DataFrame) -> list[pd.DataFrame]:
-    def order(key: tuple[str, str]) -> tuple:
-        suite, budget = key
-        return (suite, budget_order(budget))
+    """One table per suite, budget and training fraction: a fraction is a data condition, like a budget,
+    so methods are ranked and tested against the reference within it, never across fractions."""
+    def order(key: tuple[str, str, float]) -> tuple:
+        suite, budget, fraction = key
+        return (suite, budget_order(budget), fraction)
 
-    groups = dict(list(frame.groupby(["suite", "budget"], sort=False)))
+    groups = dict(list(frame.groupby(["suite", "budget", "fraction"], sort=False)))
     return [groups[key] for key in sorted(groups, key=order)]
 
 
@@ -578,6 +583,7 @@ def _build_table(
         metric_versions=_distinct(part, "metric_version"),
         notes=tuple(notes),
         view=view,
+        condition=condition_title(float(part["fraction"].iloc[0])) if "fraction" in part.columns else "",
         replicates={labels[row]: samples for row, samples in replicates.items()},
     )
 
