@@ -238,6 +238,10 @@ def test_training_fractions_get_separate_tables_each_tested_against_its_own_refe
         ("asym", ""), ("asym", "training fraction 0.25"), ("standard", ""), ("standard", "training fraction 0.25")]
     written = write_entries(entries, tmp_path / "board")
     assert len(written) == 4
+    from robench.plots.aggregate import site_scores
+
+    labels = set(site_scores(records, n_boot=10)["label"])  # figures drawn from the records keep the fractions apart too
+    assert labels == {f"{m} (train_fraction={f})" for m in ("standard", "asym") for f in (0.25, 1.0)}
     assert render(board_from_entries(read_entries(tmp_path / "board")), "markdown") == markdown
 
 

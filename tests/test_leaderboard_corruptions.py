@@ -109,3 +109,20 @@ def test_collect_adds_later_evaluations_and_rejects_duplicates(tmp_path):
     records.to_parquet(folder / "evaluations" / "again.parquet")
     with pytest.raises(DataError, match="SiteA"):
         collect_records(tmp_path)
+
+
+def test_the_shipped_reference_comes_from_whole_pool_runs_and_normalises_fraction_tables(tmp_path, monkeypatch):
+    """Runs on a quarter of the pool never become the reference; their table is normalised by the whole-pool one."""
+    quarter = graded_records("std-q", "standard", 0, linear(0.2)).assign(hparams=json.dumps({"train_fraction": 0.25}))
+    write_run(tmp_path / "runs", "quarter", quarter, done={})
+    write_run(tmp_path / "runs", "full", graded_records("std-f", "standard", 0, linear(0.1)), done={})
+    records, runs = collect_records(tmp_path / "runs")
+    monkeypatch.setattr(corruption, "reference_directory", lambda: tmp_path / "ref")
+    [path] = save_mce_references(records, runs, "standard")
+    assert json.loads(path.read_text())["run_ids"] == ["std-f"]
+    quarter_table, full_table = [t for t in leaderboard(records, runs, n_boot=0).tables if not t.view]
+    assert (quarter_table.condition, full_table.condition) == ("training fraction 0.25", "")
+    expected = sum(0.1 + 0.2 * s for s in range(1, 6)) / sum(0.1 + 0.1 * s for s in range(1, 6))
+    assert quarter_table.rows[0].cells["mCE"].mean == pytest.approx(expected)
+    assert any("trained on the whole training pool" in note for note in quarter_table.notes)
+    assert not any("whole training pool" in note for note in full_table.notes)

@@ -129,7 +129,7 @@ def training_fraction(hparams: str) -> float:
 
 def condition_title(fraction: float) -> str:
     """How a table names its data condition: nothing for the whole training pool."""
-    return "" if fraction == 1.0 else f"training fraction {fraction:g}"
+    return "" if fraction == 1.0 else f"training fraction {fraction!r}"  # repr: two fractions never share a title
 
 
 def _as_dict(hparams: str) -> dict:
@@ -175,7 +175,8 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
         run[key] = _number(done.get(key), folder / DONE_FILE, key)
     run["device"] = None if done.get("device") is None else str(done["device"])
     run["iterations"] = _number(done.get("iterations"), folder / DONE_FILE, "iterations")  # updates trained
-    return records, run
+    # the records carry the same key, so figures drawn from them keep the settings (fractions) apart as tables do
+    return records.assign(hparams=run["hparams"]), run
 
 
 RUN_SETTING_DEFAULTS = {"precision": "fp32", "train_fraction": 1.0, "oversample_foreground": "suite's", "test_norm": "per-slice"}

@@ -132,7 +132,8 @@ def _provenance(entry: dict) -> str:
         "packages": ", ".join(f"{k} {'/'.join(v)}" for k, v in p.get("packages", {}).items()),
     }
     items = "".join(f"<dt>{_e(k)}</dt><dd><code>{_e(v)}</code></dd>" for k, v in rows.items())
-    return f"<h3>{_e(entry['label'])} <small>({_e(entry['suite'])} · {_e(entry['budget'])})</small></h3><dl>{items}</dl>"
+    where = " · ".join(filter(None, (entry["suite"], entry["budget"], entry.get("condition"))))
+    return f"<h3>{_e(entry['label'])} <small>({_e(where)})</small></h3><dl>{items}</dl>"
 
 
 def _e(text: str) -> str:

@@ -55,7 +55,7 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Comparison:
-    table: str  # "suite / budget [/ view]"
+    table: str  # "suite / budget [/ condition] [/ view]"
     row: str
     column: str
     role: str

@@ -297,7 +297,8 @@ def _corruption_summaries(graded: pd.DataFrame, reference_method: str | None) ->
     if shipped is not None:
         reference = shipped["errors"]
         note = (f"the mCE reference is the `{shipped['method']}` errors shipped with robench "
-                f"({len(shipped['run_ids'])} runs, code {shipped['code_version']})")
+                f"({len(shipped['run_ids'])} runs, code {shipped['code_version']})"
+                + ("; they trained on the whole training pool" if float(graded["fraction"].iloc[0]) != 1.0 else ""))
     elif len(reference_rows) == 1:
         reference = corruption.reference_from_errors(errors.loc[reference_rows[0]])
         note = f"the mCE reference is the `{reference_method}` runs of this table (no reference errors shipped for {suite}/{budget})"
@@ -678,14 +679,17 @@ def save_mce_references(
 ) -> list[Path]:
     """Write `method`'s graded-corruption errors of every (suite, budget) as the shipped mCE reference.
 
-    A maintainer's step: run it on finished runs of the reference method, review and commit
-    the files. One hparams setting of the method per table, or the reference is ambiguous.
+    Only runs on the whole training pool count: that reference normalises every fraction's table.
+    A maintainer's step: run it on finished runs of the reference method, review and commit the
+    files. One hparams setting of the method per table, or the reference is ambiguous.
     """
     from robench.benchmark.store import code_version, write_json
 
     frame = _prepare(records, runs, "dice")
     written = []
     for part in _split(frame):
+        if float(part["fraction"].iloc[0]) != 1.0:
+            continue  # the reference is the method trained on the whole pool; fraction tables are normalised by it too
         _, graded = _split_graded(part)
         graded = graded[graded["primary"] & (graded["method"] == method)]
         if graded.empty:
