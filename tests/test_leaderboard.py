@@ -290,6 +290,17 @@ def test_hparams_settings_of_one_method_are_separate_rows():
     assert [row.label for row in table.rows] == ["rand_conv (kernel=5)", "rand_conv (kernel=3)"]
 
 
+def test_a_table_whose_rows_differ_in_numerics_says_which_row_is_which():
+    records = pd.concat([
+        make_records("a", "standard", 0, shifted(0.0)),
+        make_records("b", "mixup", 0, shifted(0.1), hparams={"precision": "bf16"}),
+    ])
+    table = only_table(leaderboard(records, n_boot=0))
+    assert "rows differ in numerics — bf16: mixup; fp32: standard" in table.notes
+    same = only_table(leaderboard(records[records["run_id"] == "a"], n_boot=0))
+    assert not any("numerics" in note for note in same.notes)
+
+
 # --------------------------------------------------------------------------- paired tests
 
 

@@ -127,6 +127,11 @@ def training_fraction(hparams: str) -> float:
     return float(_as_dict(hparams).get("train_fraction", RUN_SETTING_DEFAULTS["train_fraction"]))
 
 
+def precision_of(hparams: str) -> str:
+    """The numerics a run trained in (fp32 where its setting does not name them)."""
+    return str(_as_dict(hparams).get("precision", RUN_SETTING_DEFAULTS["precision"]))
+
+
 def condition_title(fraction: float) -> str:
     """How a table names its data condition: nothing for the whole training pool."""
     return "" if fraction == 1.0 else f"training fraction {fraction!r}"  # repr: two fractions never share a title

@@ -45,7 +45,7 @@ from robench.benchmark.records import METRIC_COLUMNS
 from robench.corruptions.acdc_c import ACDC_C_ES_SETS
 from robench.errors import ConfigError, DataError
 from robench.leaderboards import corruption, stats
-from robench.leaderboards.collect import canonical_hparams, condition_title, setting_labels, training_fraction
+from robench.leaderboards.collect import canonical_hparams, condition_title, precision_of, setting_labels, training_fraction
 
 REQUIRED_COLUMNS = ("run_id", "method", "suite", "budget", "seed", "cval", "test_set", "kind", "case_id", "mode", "primary", "class")
 KIND_TITLES = {"intra": "Intra", "cross-site": "Cross-site", "artefact": "Artefact"}
@@ -536,6 +536,7 @@ def _build_table(
         notes += [note] if note else []
 
     labels = _labels(rows)
+    notes += _mixed_numerics_note(rows, labels)
     sign = -1 if higher_is_better else 1
 
     def order(row: str) -> tuple:
@@ -642,6 +643,16 @@ def _add_tests(
         for name, (p, p_adj, mark) in per_set.items():
             cells[row][name] = _with(cells[row][name], p_value=p, p_holm=p_adj, mark=mark)
     return candidates[0], ""
+
+
+def _mixed_numerics_note(rows: list[str], labels: dict[str, str]) -> list[str]:
+    """Rows trained in other numerics (bf16 and fp32) are comparable only within a seed's spread: say which is which."""
+    by_precision: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_precision[precision_of(json.loads(row)[1])].append(labels[row])
+    if len(by_precision) < 2:
+        return []
+    return ["rows differ in numerics — " + "; ".join(f"{p}: {', '.join(sorted(names))}" for p, names in sorted(by_precision.items()))]
 
 
 def _with(cell: Cell, **changes: object) -> Cell:
