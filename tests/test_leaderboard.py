@@ -290,6 +290,18 @@ def test_hparams_settings_of_one_method_are_separate_rows():
     assert [row.label for row in table.rows] == ["rand_conv (kernel=5)", "rand_conv (kernel=3)"]
 
 
+def test_a_registered_method_off_its_defaults_is_named_even_alone():
+    """A control run (`asym-margin` at margin 0) must not pass for the method at its defaults."""
+    from robench.methods import get_method
+
+    defaults = dict(get_method("asym-margin").hparams)
+    records = pd.concat([
+        make_records("a", "asym-margin", 0, shifted(0.0), hparams={**defaults, "margin": 0.0}),
+        make_records("b", "margin", 0, shifted(0.1), hparams=dict(get_method("margin").hparams)),
+    ])
+    assert {row.label for row in only_table(leaderboard(records, n_boot=0)).rows} == {"asym-margin (margin=0.0)", "margin"}
+
+
 def test_a_table_whose_rows_differ_in_numerics_says_which_row_is_which():
     records = pd.concat([
         make_records("a", "standard", 0, shifted(0.0)),

@@ -109,17 +109,37 @@ def canonical_hparams(value: object) -> str:
 
 
 def setting_labels(method: str, settings: list[str]) -> dict[str, str]:
-    """Label per hparams setting (canonical JSON) of one method, as tables and figures name rows:
-    the method's name, plus the keys whose values differ when it has several settings."""
+    """Label per hparams setting (canonical JSON) of one method, as tables and figures name rows: the
+    method's name, plus the keys whose values differ when it has several settings and the hparams that
+    differ from the method's registered defaults (a control such as `asym-margin` at margin 0 is named)."""
     unique = sorted(set(settings))
-    if len(unique) == 1:
-        return {unique[0]: method}
     parsed = {s: _as_dict(s) for s in unique}
     keys = sorted({k for p in parsed.values() for k in p})
     differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
+    defaults = _registered_defaults(method)
+    off_default = [k for k in keys if k in defaults and k not in differing
+                   and any(k in p and not _same_value(p[k], defaults[k]) for p in parsed.values())]
+    named = sorted({*differing, *off_default})
+    if not named:
+        return {s: method for s in unique}
     # a run-setting key a run lacks is at its default (fp32, the whole training pool, the suite's share)
-    return {s: f"{method} ({', '.join(f'{k}={p.get(k, RUN_SETTING_DEFAULTS.get(k))}' for k in differing)})"
+    return {s: f"{method} ({', '.join(f'{k}={p.get(k, RUN_SETTING_DEFAULTS.get(k))}' for k in named)})"
             for s, p in parsed.items()}
+
+
+def _registered_defaults(method: str) -> Mapping:
+    """The method's default hparams; none for a method this installation does not register."""
+    from robench.methods import METHODS
+
+    cls = METHODS.get(method)
+    return getattr(cls, "hparams", {}) if cls is not None else {}
+
+
+def _same_value(a: object, b: object) -> bool:
+    try:
+        return float(a) == float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def training_fraction(hparams: str) -> float:
