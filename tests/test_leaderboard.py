@@ -300,6 +300,8 @@ def test_a_registered_method_off_its_defaults_is_named_even_alone():
         make_records("b", "margin", 0, shifted(0.1), hparams=dict(get_method("margin").hparams)),
     ])
     assert {row.label for row in only_table(leaderboard(records, n_boot=0)).rows} == {"asym-margin (margin=0.0)", "margin"}
+    unnormalised = make_records("c", "standard", 0, shifted(0.0), hparams={"test_norm": "none"})
+    assert [row.label for row in only_table(leaderboard(unnormalised, n_boot=0)).rows] == ["standard (test_norm=none)"]
 
 
 def test_a_table_whose_rows_differ_in_numerics_says_which_row_is_which():

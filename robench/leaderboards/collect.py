@@ -110,15 +110,17 @@ def canonical_hparams(value: object) -> str:
 
 def setting_labels(method: str, settings: list[str]) -> dict[str, str]:
     """Label per hparams setting (canonical JSON) of one method, as tables and figures name rows: the
-    method's name, plus the keys whose values differ when it has several settings and the hparams that
-    differ from the method's registered defaults (a control such as `asym-margin` at margin 0 is named)."""
+    method's name, plus the keys whose values differ when it has several settings, the hparams that
+    differ from the method's registered defaults (a control such as `asym-margin` at margin 0 is named)
+    and the run settings of ALWAYS_NAMED."""
     unique = sorted(set(settings))
     parsed = {s: _as_dict(s) for s in unique}
     keys = sorted({k for p in parsed.values() for k in p})
     differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parsed.values()}) > 1]
     defaults = _registered_defaults(method)
-    off_default = [k for k in keys if k in defaults and k not in differing
-                   and any(k in p and not _same_value(p[k], defaults[k]) for p in parsed.values())]
+    off_default = [k for k in keys if k not in differing and (
+        (k in defaults and any(k in p and not _same_value(p[k], defaults[k]) for p in parsed.values()))
+        or k in ALWAYS_NAMED)]  # a run-setting key is stored only off its default
     named = sorted({*differing, *off_default})
     if not named:
         return {s: method for s in unique}
@@ -204,6 +206,9 @@ def _read_run(folder: Path, root: Path) -> tuple[pd.DataFrame, dict]:
     return records.assign(hparams=run["hparams"]), run
 
 
+# run settings a label names even when every row shares them: they change what the numbers measure
+# (precision has the table's numerics note instead, the training fraction the table's title)
+ALWAYS_NAMED = ("test_norm", "oversample_foreground")
 RUN_SETTING_DEFAULTS = {"precision": "fp32", "train_fraction": 1.0, "oversample_foreground": "suite's", "test_norm": "per-slice"}
 
 
