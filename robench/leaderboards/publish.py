@@ -82,7 +82,8 @@ def _save_figure_list(figure_dir: Path, figures: Sequence[tuple[str, Path]], out
 def html_document(entries: list[dict], figures: Sequence[tuple[str, Path]]) -> str:
     from robench.leaderboards.html import page
 
-    return page(board_from_entries(entries), figures=figures, provenance=sorted(entries, key=lambda e: (e["label"], e.get("condition", ""))))
+    provenance = sorted(entries, key=lambda e: (e["label"], e.get("condition", "")))
+    return page(board_from_entries(entries), figures=figures, provenance=provenance)
 
 
 def index(out: Path) -> str:
