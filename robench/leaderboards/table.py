@@ -239,7 +239,7 @@ def _prepare(records: pd.DataFrame, runs: pd.DataFrame | None, metric: str) -> p
         hparams_of_run.update({str(r): canonical_hparams(h) for r, h in zip(runs["run_id"], runs["hparams"])})
     hparams = frame["run_id"].map(hparams_of_run).fillna("{}")
     frame["row"] = [json.dumps([m, h]) for m, h in zip(frame["method"], hparams)]
-    frame["fraction"] = hparams.map(training_fraction)
+    frame["fraction"] = hparams.map({h: training_fraction(h) for h in hparams.unique()})  # parsed once per setting
 
     several = frame[frame["primary"]].groupby("run_id")["mode"].nunique()
     if (several > 1).any():
