@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from robench.plots.style import METHOD_COLOURS, LineStyle
 
+LEGEND_ROW_INCHES = 0.26  # height of one legend entry at the theme's font size, title included in the spare row
 
 
 def series_order(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -26,7 +29,8 @@ def figure_legend(figure: Figure, table: pd.DataFrame, labels: list[tuple[str, s
                label=f"{l} ({runs[l]} run{'s' if runs[l] != 1 else ''})")
         for l, _ in labels
     ]
-    figure.legend(handles=handles, loc="outside right center", title="method")
+    rows = max(4, int(figure.get_figheight() / LEGEND_ROW_INCHES) - 1)  # a taller legend would overrun the footnote
+    figure.legend(handles=handles, loc="outside right center", title="method", ncols=math.ceil(len(handles) / rows))
 
 
 def annotate(figure: Figure, title: str, note: str) -> None:
